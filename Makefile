@@ -1,0 +1,23 @@
+# effml: `make setup` once, then `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test test-fast lint
+
+## setup: a virtual environment in .venv with effml and every extra (torch 2.14.1, PyG, HE, SNN, LLM, dev)
+setup:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade "pip>=24" -q
+	$(PY) -m pip install -e ".[all,dev]"
+
+## test: the whole suite; data-needing tests skip unless DATA_DIR points at the data
+test:
+	$(PY) -m pytest -q
+
+## test-fast: skip the end-to-end runs
+test-fast:
+	$(PY) -m pytest -q -m "not slow"
+
+lint:
+	$(PY) -m ruff check .
