@@ -1,0 +1,25 @@
+"""effml's one entry point: compose the config, instantiate ``cfg.task`` and run it.
+
+python run.py experiment=sage_cora seed=1
+python run.py -m experiment=sage_cora model.optimizer.lr=0.01,0.005
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("EFFML_ROOT", str(Path(__file__).resolve().parent))
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from tasks.common import run_task  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    """Run the configured task; the returned value is what sweepers optimise."""
+    return run_task(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What a run does: train (fit + test), staged pipelines, benchmarks, encrypted inference."""
