@@ -1,0 +1,1 @@
+"""One LightningModule per method family, plus the nets they train (``nets/``)."""

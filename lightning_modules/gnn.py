@@ -1,0 +1,106 @@
+"""Full-batch node classification: one graph per batch, masks choose the split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch_geometric.data import Data
+
+from lightning_modules.base import EffmlModule
+from lightning_modules.nets.gnn import GNN
+
+TASK_METRICS = {"multiclass": ("acc",), "multilabel": ("f1_micro", "rocauc")}
+
+
+def make_metric(task_type: str, metric: str, num_classes: int) -> torchmetrics.Metric:
+    """Accuracy (multiclass), micro-F1 or macro ROC-AUC over labels (multilabel)."""
+    if metric not in TASK_METRICS.get(task_type, ()):
+        raise ValueError(
+            f"metric={metric!r} with task_type={task_type!r}: valid pairs are {TASK_METRICS}"
+        )
+    if metric == "acc":
+        return torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+    if metric == "f1_micro":
+        return torchmetrics.F1Score(task="multilabel", num_labels=num_classes, average="micro")
+    return torchmetrics.AUROC(task="multilabel", num_labels=num_classes)
+
+
+class NodeClassifier(EffmlModule):
+    """Trains a :class:`GNN` on the graph's train mask; logs ``{train,val,test}/<metric>``.
+
+    ``val/<metric>_best`` is the best validation score so far; the training task tests the
+    checkpoint of that epoch, so ``test/<metric>`` is the best-validation-epoch test score.
+
+    Args:
+        in_channels, num_classes, task_type, metric: from the datamodule (``model_kwargs()``).
+        conv, hidden_channels, num_layers, dropout, norm, nonlinearity: see :class:`GNN`.
+        optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        task_type: str = "multiclass",
+        metric: str = "acc",
+        conv: str = "sage",
+        hidden_channels: int = 256,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        norm: str = "none",
+        nonlinearity: str = "relu",
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor=f"val/{metric}")
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.net = GNN(
+            in_channels, hidden_channels, num_classes, num_layers, conv, dropout, norm, nonlinearity
+        )
+        self.metric_name = metric
+        self.task_type = task_type
+        self.train_metric = make_metric(task_type, metric, num_classes)
+        self.val_metric = self.train_metric.clone()
+        self.test_metric = self.train_metric.clone()
+        self.val_best = torchmetrics.MaxMetric()
+        self.val_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
+
+    def forward(self, data: Data) -> torch.Tensor:
+        return self.net(data.x, data.edge_index)  # (N, num_classes)
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.task_type == "multilabel":
+            return F.binary_cross_entropy_with_logits(logits, target.float())
+        return F.cross_entropy(logits, target)
+
+    def _target(self, target: torch.Tensor) -> torch.Tensor:
+        return target.long() if self.task_type == "multilabel" else target
+
+    def _step(
+        self, data: Data, mask: torch.Tensor, stage: str, metric: torchmetrics.Metric
+    ) -> torch.Tensor:
+        logits = self(data)[mask]
+        target = data.y[mask]
+        loss = self._loss(logits, target)
+        metric(logits, self._target(target))
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=1)
+        self.log(f"{stage}/{self.metric_name}", metric, on_step=False, on_epoch=True, batch_size=1)
+        return loss
+
+    def training_step(self, data: Data, batch_idx: int) -> torch.Tensor:
+        return self._step(data, data.train_mask, "train", self.train_metric)
+
+    def validation_step(self, data: Data, batch_idx: int) -> None:
+        self._step(data, data.val_mask, "val", self.val_metric)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_best(self.val_metric.compute())
+        self.log(f"val/{self.metric_name}_best", self.val_best.compute(), sync_dist=True)
+
+    def test_step(self, data: Data, batch_idx: int) -> None:
+        self._step(data, data.test_mask, "test", self.test_metric)
