@@ -1,0 +1,388 @@
+"""Report on a run folder: training curves of a single run, job table and sweep plots of a multirun.
+
+Usage:
+    python scripts/report.py outputs/<task_name>/runs/<time> [--out DIR] [--metric NAME]
+    python scripts/report.py outputs/<task_name>/multiruns/<time> [--out DIR] [--metric NAME]
+
+Plots are drawn on explicit Agg canvases (``Figure`` + ``FigureCanvasAgg``) rather than through
+pyplot, so importing this module never switches the global backend and no figure stays open.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+STAGES = ("train", "val", "test")
+FALLBACK_METRIC = "val/acc_best"
+EXPECTED_LAYOUTS = (
+    "a single run (.hydra/, csv/metrics.csv or metrics.json, as in "
+    "outputs/<task_name>/runs/<time>) or a multirun (multirun.yaml or numbered job folders "
+    "0/, 1/, ..., as in outputs/<task_name>/multiruns/<time>)"
+)
+
+
+class ReportError(Exception):
+    """A run folder that cannot be reported on, with the reason and what was expected."""
+
+
+@dataclass
+class JobTable:
+    """One row per multirun job: `job`, the swept parameters, `status`, then every metric."""
+
+    jobs: pd.DataFrame
+    params: list[str]
+    metrics: list[str]
+
+
+def read_yaml(path: Path) -> Any:
+    """Parsed YAML file, or None when it is absent."""
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """Final metrics of a run from `metrics.json`, or None when missing or unreadable."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return metrics if isinstance(metrics, dict) else None
+
+
+def is_run(path: Path) -> bool:
+    """Whether a folder looks like one run: a Hydra config, a CSV log or final metrics."""
+    return (
+        (path / ".hydra").is_dir()
+        or (path / "metrics.json").is_file()
+        or (find_metrics_csv(path) is not None)
+    )
+
+
+def job_dirs(run_dir: Path) -> list[Path]:
+    """Numbered job folders of a multirun, in job order."""
+    jobs = [p for p in run_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+    return sorted(jobs, key=lambda p: int(p.name))
+
+
+def detect_layout(run_dir: Path) -> str:
+    """Return "single" or "multirun" for a run folder; raise ReportError for anything else."""
+    if not run_dir.is_dir():
+        raise ReportError(
+            f"{run_dir} does not exist or is not a folder; expected {EXPECTED_LAYOUTS}"
+        )
+    if (run_dir / "multirun.yaml").is_file() or any(is_run(job) for job in job_dirs(run_dir)):
+        return "multirun"
+    if is_run(run_dir):
+        return "single"
+    raise ReportError(f"{run_dir} has neither layout; expected {EXPECTED_LAYOUTS}")
+
+
+def configured_metric(config_paths: Iterable[Path]) -> str | None:
+    """The first `optimized_metric` set in the given config files."""
+    for path in config_paths:
+        config = read_yaml(path)
+        if isinstance(config, dict) and config.get("optimized_metric"):
+            return str(config["optimized_metric"])
+    return None
+
+
+def find_metrics_csv(run_dir: Path) -> Path | None:
+    """The run's CSVLogger file: `csv/metrics.csv`, else the newest `csv/**/metrics.csv`."""
+    direct = run_dir / "csv" / "metrics.csv"
+    if direct.is_file():
+        return direct
+    versions = list(run_dir.glob("csv/**/metrics.csv"))
+    return max(versions, key=lambda p: p.stat().st_mtime) if versions else None
+
+
+def load_curves(csv_path: Path) -> pd.DataFrame:
+    """Per-epoch series from a CSVLogger file: index epoch (or step), one column per metric.
+
+    The logger's sparse rows (train and val of one epoch on different rows) are merged by
+    averaging each metric over the rows of its epoch; all-empty columns are dropped.
+    """
+    raw = pd.read_csv(csv_path)
+    x = "epoch" if "epoch" in raw.columns else "step"
+    if x not in raw.columns:
+        raise ReportError(f"{csv_path} has neither an 'epoch' nor a 'step' column")
+    metrics = [c for c in raw.columns if c not in ("epoch", "step")]
+    curves = raw.dropna(subset=[x]).groupby(x)[metrics].mean().dropna(axis=1, how="all")
+    curves.index = curves.index.astype(int)
+    return curves
+
+
+def metric_family(name: str) -> str:
+    """What a metric measures, without stage and Lightning/best suffixes: val/acc_best -> acc."""
+    return re.sub(r"_(best|step|epoch)$", "", name.split("/", 1)[-1])
+
+
+def _stage_rank(name: str) -> tuple[int, str]:
+    stage = name.split("/", 1)[0] if "/" in name else ""
+    return (STAGES.index(stage) if stage in STAGES else len(STAGES), name)
+
+
+def group_families(columns: Iterable[str], monitored: str | None) -> dict[str, list[str]]:
+    """Group metric names by family: loss first, then the monitored metric's, then the rest A-Z."""
+    families: dict[str, list[str]] = {}
+    for column in columns:
+        families.setdefault(metric_family(column), []).append(column)
+    first = [f for f in dict.fromkeys(["loss", metric_family(monitored or "")]) if f in families]
+    order = first + sorted(f for f in families if f not in first)
+    return {family: sorted(families[family], key=_stage_rank) for family in order}
+
+
+def plot_curves(curves: pd.DataFrame, monitored: str | None, path: Path, title: str) -> Path:
+    """Draw one subplot per metric family (train/val/test series overlaid) and save it as PNG."""
+    families = group_families(curves.columns, monitored)
+    ncols = min(3, len(families))
+    nrows = math.ceil(len(families) / ncols)
+    fig = Figure(figsize=(4.8 * ncols, 3.6 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, (family, names) in zip(axes, families.items(), strict=False):
+        for name in names:
+            series = curves[name].dropna()
+            ax.plot(
+                series.index,
+                series.to_numpy(),
+                label=name,
+                linestyle="--" if name.endswith("_best") else "-",
+                marker="o" if len(series) <= 30 else None,
+                markersize=3,
+            )
+        is_monitored = monitored is not None and family == metric_family(monitored)
+        ax.set_title(f"{family} (monitored: {monitored})" if is_monitored else family)
+        ax.set_xlabel(str(curves.index.name))
+        ax.set_ylabel(family)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(families) :]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """Two-column text table of final metrics."""
+    width = max(len("metric"), *(len(k) for k in metrics))
+    lines = [f"{'metric':<{width}}  value"]
+    for key, value in metrics.items():
+        shown = f"{value:.6g}" if isinstance(value, (int, float)) else str(value)
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def report_single(run_dir: Path, out_dir: Path, metric: str | None = None) -> list[Path]:
+    """Plot a single run's curves to `out_dir/curves.png` and print its final metrics."""
+    config = read_yaml(run_dir / ".hydra" / "config.yaml") or {}
+    monitored = metric or configured_metric([run_dir / ".hydra" / "config.yaml"])
+    written: list[Path] = []
+    csv_path = find_metrics_csv(run_dir)
+    if csv_path is None:
+        print(f"no csv/metrics.csv in {run_dir}: no curves drawn")
+    else:
+        curves = load_curves(csv_path)
+        if curves.empty:
+            print(f"{csv_path} holds no metric values: no curves drawn")
+        else:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            title = f"{config.get('task_name', run_dir.parent.parent.name)} / {run_dir.name}"
+            written.append(plot_curves(curves, monitored, out_dir / "curves.png", title))
+    metrics = read_metrics(run_dir)
+    if metrics:
+        print(format_metrics(metrics))
+    else:
+        print(f"no final metrics in {run_dir / 'metrics.json'} (run unfinished or failed)")
+    return written
+
+
+def parse_value(text: str) -> int | float | str:
+    """An override's value as int or float when numeric (finite), else as an unquoted string."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    for cast in (int, float):
+        try:
+            value = cast(text)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            return value
+    return text
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, int | float | str]:
+    """`key=value` overrides as a dict; `+`/`++` prefixes dropped, deletions (`~key`) skipped."""
+    params: dict[str, int | float | str] = {}
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        if sep and not key.startswith("~"):
+            params[key.lstrip("+")] = parse_value(value)
+    return params
+
+
+def collect_jobs(run_dir: Path) -> JobTable:
+    """Read every job of a multirun into a JobTable; jobs without metrics.json are `failed`."""
+    rows, params, metrics = [], {}, {}
+    for job in job_dirs(run_dir):
+        overrides = parse_overrides(read_yaml(job / ".hydra" / "overrides.yaml") or [])
+        results = read_metrics(job)
+        params.update(dict.fromkeys(overrides))
+        metrics.update(dict.fromkeys(results or {}))
+        status = "ok" if results is not None else "failed"
+        rows.append({"job": int(job.name), **overrides, "status": status, **(results or {})})
+    if not rows:
+        raise ReportError(f"{run_dir} has multirun.yaml but no numbered job folders (0/, 1/, ...)")
+    columns = ["job", *params, "status", *metrics]
+    return JobTable(pd.DataFrame(rows, columns=columns), list(params), list(metrics))
+
+
+def choose_metric(
+    requested: str | None, configured: str | None, available: Sequence[str]
+) -> str | None:
+    """The metric to plot: --metric (must exist), else the configured one, else val/acc_best."""
+    if requested:
+        if requested not in available:
+            raise ReportError(
+                f"--metric {requested} is in no job's metrics.json; have {list(available)}"
+            )
+        return requested
+    return next((m for m in (configured, FALLBACK_METRIC) if m and m in available), None)
+
+
+def is_log_spaced(values: pd.Series) -> bool:
+    """Whether numeric values are all positive and span more than 10x (plot them on log-x)."""
+    return bool((values > 0).all() and values.max() > 10 * values.min())
+
+
+def plot_metric_vs_param(table: JobTable, param: str, metric: str, path: Path) -> Path:
+    """Scatter the metric of each finished job against one parameter, with the mean per value."""
+    finished = table.jobs[table.jobs["status"] == "ok"]
+    data = finished[["job", param, metric]].dropna()
+    values = data[param]
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    mean_style = {"color": "tab:red", "label": "mean per value", "zorder": 2}
+    if numeric:
+        x = values.astype(float)
+        means = data.groupby(x)[metric].mean().sort_index()
+        ax.plot(means.index, means.to_numpy(), marker="_", markersize=14, **mean_style)
+        if is_log_spaced(x):
+            ax.set_xscale("log")
+    else:
+        categories = sorted(values.astype(str).unique())
+        x = values.astype(str).map({c: i for i, c in enumerate(categories)})
+        means = data.groupby(x)[metric].mean()
+        ax.hlines(means.to_numpy(), means.index - 0.25, means.index + 0.25, **mean_style)
+        ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 4 else 0)
+        ax.set_xlim(-0.5, len(categories) - 0.5)
+    ax.scatter(x, data[metric], alpha=0.8, label="job", zorder=3)
+    if len(data) <= 20:
+        for job, xi, yi in zip(data["job"], x, data[metric], strict=True):
+            ax.annotate(str(job), (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    failed = int((table.jobs["status"] != "ok").sum())
+    ax.set_title(f"{metric} vs {param}\n{len(data)} jobs plotted, {failed} failed")
+    ax.set_xlabel(f"{param} (log scale)" if ax.get_xscale() == "log" else param)
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def sanitize(name: str) -> str:
+    """A parameter name made safe for a file name: model.optimizer.lr -> model_optimizer_lr."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "param"
+
+
+def print_optuna(path: Path) -> None:
+    """Print the best value and parameters from an Optuna `optimization_results.yaml`."""
+    results = read_yaml(path) or {}
+    print(f"\n{results.get('name', 'optuna')} best value: {results.get('best_value')}")
+    for key, value in (results.get("best_params") or {}).items():
+        print(f"  {key}={value}")
+
+
+def report_multirun(run_dir: Path, out_dir: Path, metric: str | None = None) -> list[Path]:
+    """Write `jobs.csv` and one `metric_vs_<param>.png` per varying parameter; print both."""
+    table = collect_jobs(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "jobs.csv"
+    table.jobs.to_csv(csv_path, index=False)
+    written = [csv_path]
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(table.jobs.to_string(index=False))
+    configs = [
+        run_dir / "multirun.yaml",
+        *(j / ".hydra" / "config.yaml" for j in job_dirs(run_dir)),
+    ]
+    chosen = choose_metric(metric, configured_metric(configs), table.metrics)
+    if chosen is None:
+        print(f"\nno optimised metric among {table.metrics}: pass --metric to plot one")
+    else:
+        plotted = table.jobs[table.jobs["status"] == "ok"].dropna(subset=[chosen])
+        for param in table.params:
+            if plotted[param].nunique() > 1:
+                path = out_dir / f"metric_vs_{sanitize(param)}.png"
+                written.append(plot_metric_vs_param(table, param, chosen, path))
+    optuna = run_dir / "optimization_results.yaml"
+    if optuna.is_file():
+        print_optuna(optuna)
+    return written
+
+
+def report(run_dir: Path, out_dir: Path | None = None, metric: str | None = None) -> list[Path]:
+    """Report on a single run or a multirun folder; return the paths written."""
+    layout = detect_layout(run_dir)
+    out_dir = out_dir if out_dir is not None else run_dir / "plots"
+    if layout == "multirun":
+        return report_multirun(run_dir, out_dir, metric)
+    return report_single(run_dir, out_dir, metric)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line arguments of the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("run_dir", type=Path, help="a runs/<time> or multiruns/<time> folder")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: RUN_DIR/plots)"
+    )
+    parser.add_argument("--metric", default=None, help="metric to plot (default: optimized_metric)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the report; print what was written; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        written = report(args.run_dir, args.out, args.metric)
+    except ReportError as error:
+        print(f"report.py: error: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
