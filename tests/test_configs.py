@@ -1,0 +1,159 @@
+"""Every config composes; every experiment runs one fast_dev_run step; bad values fail early."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, require_data, run_cli
+from hydra import compose, initialize_config_dir
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from datamodules.errors import MissingDataError
+from tasks.common import run_task
+
+CONF = ROOT / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def compose_cfg(overrides: list[str]) -> DictConfig:
+    """The composed config, as run.py would see it."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def test_experiments_exist() -> None:
+    assert "sage_cora" in EXPERIMENTS
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes(name: str, tmp_path: Path) -> None:
+    cfg = compose_cfg([f"experiment={name}", f"paths.output_dir={tmp_path}"])
+    assert cfg.task_name != "train", f"experiment {name} should set its own task_name"
+    for group in ("datamodule", "model", "trainer", "task"):
+        assert "_target_" in cfg[group], f"{name}: {group} has no _target_"
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_fast_dev_run(name: str, tmp_path: Path, cache_dir: Path) -> None:
+    cfg = compose_cfg(
+        [
+            f"experiment={name}",
+            "trainer=cpu",
+            "+trainer.fast_dev_run=true",
+            "logger=csv",
+            f"paths.output_dir={tmp_path}",
+            f"paths.cache_dir={cache_dir}",
+        ]
+    )
+    try:
+        run_task(cfg)
+    except MissingDataError as err:
+        pytest.skip(f"data for {name} is absent: {err}")
+    assert (tmp_path / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "debug").glob("*.yaml")))
+def test_debug_presets_compose(preset: str, tmp_path: Path) -> None:
+    cfg = compose_cfg([f"debug={preset}", f"paths.output_dir={tmp_path}"])
+    assert cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "trainer").glob("*.yaml")))
+def test_trainer_presets_compose(preset: str) -> None:
+    cfg = compose_cfg([f"trainer={preset}"])
+    assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+
+
+def test_slurm_launcher_follows_trainer() -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=submitit_slurm",
+                "trainer=ddp",
+                "trainer.devices=8",
+                "trainer.num_nodes=2",
+            ],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])
+def test_other_launchers_compose(launcher: str) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert "_target_" in cfg.hydra.launcher
+
+
+def test_paths_follow_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "somewhere"))
+    cfg = compose_cfg([])
+    assert cfg.paths.data_dir == str(tmp_path / "somewhere")
+    monkeypatch.delenv("DATA_DIR")
+    cfg = compose_cfg([])
+    assert cfg.paths.data_dir == f"{ROOT}/data"
+    assert not str(cfg.paths.cache_dir).startswith(str(cfg.paths.data_dir))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=-3", "seed=-3"),
+        ("monitor_mode=up", "monitor_mode='up'"),
+        ("trainer.max_epochs=-7", "trainer.max_epochs=-7"),
+        ("ckpt_path=/nonexistent/run", "ckpt_path=/nonexistent/run"),
+    ],
+)
+def test_bad_run_values_fail_before_reading_data(
+    override: str, message: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    cfg = compose_cfg(
+        ["trainer=cpu", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}", override]
+    )
+    with open_dict(cfg):
+        cfg.datamodule.data_dir = str(tmp_path / "never-read")
+    with pytest.raises((ValueError, FileNotFoundError)) as err:
+        run_task(cfg)
+    assert message in str(err.value)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.dropout=1.5", "dropout=1.5"),
+        ("model.conv=transformer", "conv='transformer'"),
+        ("model.hidden_channels=0", "hidden_channels=0"),
+        ("model.norm=batchy", "norm='batchy'"),
+    ],
+)
+def test_bad_model_values_fail_before_training(
+    override: str, message: str, tmp_path: Path, cache_dir: Path
+) -> None:
+    require_data("Planetoid/Cora/raw/ind.cora.graph")
+    cfg = compose_cfg(
+        ["trainer=cpu", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}", override]
+    )
+    with pytest.raises((ValueError, InstantiationException), match=re.escape(message)):
+        run_task(cfg)
+    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_wrong_type_is_rejected_by_hydra() -> None:
+    with pytest.raises(Exception, match="trainer.max_epoch"):
+        compose_cfg(["trainer.max_epoch=3"])
+
+
+def test_unknown_experiment_lists_the_available_ones(tmp_path: Path, cache_dir: Path) -> None:
+    proc = run_cli(["experiment=no_such_thing"], tmp_path, cache_dir)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "no_such_thing" in out and "sage_cora" in out
