@@ -128,8 +128,8 @@ def load_curves(csv_path: Path) -> pd.DataFrame:
 
 
 def metric_family(name: str) -> str:
-    """What a metric measures, without stage and Lightning/best suffixes: val/acc_best -> acc."""
-    return re.sub(r"_(best|step|epoch)$", "", name.split("/", 1)[-1])
+    """What a metric measures, without stage and summary suffixes: val/acc_best -> acc."""
+    return re.sub(r"_(best|median|step|epoch)$", "", name.split("/", 1)[-1])
 
 
 def _stage_rank(name: str) -> tuple[int, str]:
@@ -162,7 +162,7 @@ def plot_curves(curves: pd.DataFrame, monitored: str | None, path: Path, title: 
                 series.index,
                 series.to_numpy(),
                 label=name,
-                linestyle="--" if name.endswith("_best") else "-",
+                linestyle="--" if name.endswith(("_best", "_median")) else "-",
                 marker="o" if len(series) <= 30 else None,
                 markersize=3,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def test_experiment_fast_dev_run(name: str, tmp_path: Path, cache_dir: Path) -> 
 def test_debug_presets_compose(preset: str, tmp_path: Path) -> None:
     cfg = compose_cfg([f"debug={preset}", f"paths.output_dir={tmp_path}"])
     assert cfg.trainer.accelerator == "cpu"
+
+
+@pytest.mark.parametrize("preset", ["fdr", "overfit", "limit", "profiler"])
+def test_debug_presets_run(preset: str, tmp_path: Path, cache_dir: Path) -> None:
+    require_data("Planetoid/Cora/raw/ind.cora.graph")
+    overrides = [f"debug={preset}", f"paths.output_dir={tmp_path}", f"paths.cache_dir={cache_dir}"]
+    if preset == "overfit":
+        overrides.append("trainer.max_epochs=3")
+    run_task(compose_cfg(overrides))
+    assert "test/acc" in json.loads((tmp_path / "metrics.json").read_text())
+    if preset == "profiler":
+        assert list(tmp_path.glob("*profile*.txt"))
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "trainer").glob("*.yaml")))
