@@ -42,7 +42,8 @@ class EffmlModule(pl.LightningModule):
         self._epoch_times: list[float] = []
 
     def configure_optimizers(self) -> dict:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen teachers stay out
+        optimizer = self.optimizer_factory(params=trainable)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)

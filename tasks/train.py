@@ -24,18 +24,48 @@ from tasks.common import (
 log = logging.getLogger(__name__)
 
 
-def build(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule, pl.Trainer]:
-    """Instantiate datamodule, model (with the datamodule's shapes), callbacks, loggers, trainer."""
-    log.info("Instantiating datamodule <%s>", cfg.datamodule._target_)
-    datamodule = hydra.utils.instantiate(cfg.datamodule)
+def build_model(cfg: DictConfig, datamodule: pl.LightningDataModule) -> pl.LightningModule:
+    """The configured model, given the datamodule's shapes (``model_kwargs()``)."""
     shapes = datamodule.model_kwargs() if hasattr(datamodule, "model_kwargs") else {}
     log.info("Instantiating model <%s> with %s", cfg.model._target_, shapes)
-    model = hydra.utils.instantiate(cfg.model, **shapes)
+    return hydra.utils.instantiate(cfg.model, **shapes)
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    """Callbacks, loggers and the trainer, all writing under ``cfg.paths.output_dir``."""
     callbacks = instantiate_group(cfg.get("callbacks"), "callback")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     log.info("Instantiating trainer <%s>", cfg.trainer._target_)
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return datamodule, model, trainer
+    return hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def fit_and_test(
+    cfg: DictConfig,
+    datamodule: pl.LightningDataModule,
+    model: pl.LightningModule,
+    trainer: pl.Trainer,
+    ckpt_path: str | None = None,
+) -> dict[str, float]:
+    """Fit (resuming from ``ckpt_path`` if given) and test the best checkpoint; the metrics."""
+    log_hyperparameters(cfg, model, trainer)
+    metrics: dict[str, float] = {}
+    if cfg.get("train", True):
+        if ckpt_path:
+            log.info("Resuming from %s", ckpt_path)
+        start = time.perf_counter()
+        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
+        metrics.update(to_float_metrics(trainer.callback_metrics))
+        metrics["time/fit_s"] = time.perf_counter() - start
+    if cfg.get("test", True):
+        test_ckpt = ckpt_path
+        if cfg.get("train", True):
+            test_ckpt = best_checkpoint(trainer, resumed_from=ckpt_path)
+        log.info("Testing %s", test_ckpt or "the current weights")
+        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_ckpt)
+        metrics.update(to_float_metrics(trainer.callback_metrics))
+    for key in sorted(metrics):
+        log.info("%s = %.6g", key, metrics[key])
+    return metrics
 
 
 def train(cfg: DictConfig) -> float | None:
@@ -48,36 +78,17 @@ def train(cfg: DictConfig) -> float | None:
     validate_run_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
-    datamodule, model, trainer = build(cfg)
-    log_hyperparameters(cfg, model, trainer)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"))
-
-    metrics: dict[str, float] = {}
-    if cfg.get("train", True):
-        if ckpt_path:
-            log.info("Resuming from %s", ckpt_path)
-        start = time.perf_counter()
-        trainer.fit(model=model, datamodule=datamodule, ckpt_path=ckpt_path)
-        metrics.update(to_float_metrics(trainer.callback_metrics))
-        metrics["time/fit_s"] = time.perf_counter() - start
-
-    if cfg.get("test", True):
-        test_ckpt = ckpt_path
-        if cfg.get("train", True):
-            test_ckpt = _best_checkpoint(trainer, resumed_from=ckpt_path)
-        log.info("Testing %s", test_ckpt or "the current weights")
-        trainer.test(model=model, datamodule=datamodule, ckpt_path=test_ckpt)
-        metrics.update(to_float_metrics(trainer.callback_metrics))
-
+    log.info("Instantiating datamodule <%s>", cfg.datamodule._target_)
+    datamodule = hydra.utils.instantiate(cfg.datamodule)
+    model = build_model(cfg, datamodule)
+    trainer = build_trainer(cfg)
+    metrics = fit_and_test(cfg, datamodule, model, trainer, resolve_ckpt_path(cfg.get("ckpt_path")))
     if trainer.is_global_zero:
-        path = update_metrics_json(cfg.paths.output_dir, metrics)
-        log.info("Wrote %s", path)
-    for key in sorted(metrics):
-        log.info("%s = %.6g", key, metrics[key])
+        log.info("Wrote %s", update_metrics_json(cfg.paths.output_dir, metrics))
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 
-def _best_checkpoint(trainer: pl.Trainer, resumed_from: str | None = None) -> str | None:
+def best_checkpoint(trainer: pl.Trainer, resumed_from: str | None = None) -> str | None:
     """The monitored best checkpoint of the whole training, or None (current weights).
 
     A resumed run saves into a new folder, so Lightning's checkpoint callback only knows the

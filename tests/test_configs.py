@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, require_data, run_cli
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -20,9 +21,13 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def compose_cfg(overrides: list[str]) -> DictConfig:
-    """The composed config, as run.py would see it."""
+    """The composed config, as run.py would see it (``hydra:`` interpolations resolvable)."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides)
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def test_experiments_exist() -> None:
