@@ -150,8 +150,10 @@ class STGCNBlock(nn.Module):
         """Σ_k (W_k x) (A_k ∘ M_k): (N, C_in, T, V) → (N, C_out, T, V)."""
         n, _, t, v = x.shape
         k = self.adjacency.shape[0]
-        x = self.gcn(x).view(n, k, -1, t, v)  # (N, K, C_out, T, V)
-        return torch.einsum("nkctv,kvw->nctw", x, self.adjacency * self.edge_importance)
+        x = self.gcn(x).view(n, k, -1, t, v).permute(0, 2, 3, 1, 4)  # (N, C_out, T, K, V)
+        adjacency = (self.adjacency * self.edge_importance).reshape(k * v, v)  # (K·V, W)
+        # einsum("nkctv,kvw->nctw") as one (N·C·T, K·V) @ (K·V, W) product
+        return x.reshape(n, -1, t, k * v) @ adjacency
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         res = 0 if self.residual is None else self.residual(x)
