@@ -1,0 +1,315 @@
+"""LinGCN (Peng et al., NeurIPS 2023): ST-GCN with structural linearization and node-wise
+polynomial activations, trained in stages with distillation from the ReLU baseline.
+
+Stages (``stage=``):
+- ``baseline``: the ReLU ST-GCN, cross-entropy.
+- ``linearize``: every activation site is ``g·ReLU(x) + (1 − g)·x`` with per-node gates g from
+  the paired structural gate of each block (``ops.polyact.paired_gates``); loss
+  ``(1 − η)·CE + η·KD_T + (φ/2)·Σ AT + μ·kept/total`` against the frozen baseline teacher.
+- ``poly``: gates frozen from ``linearize``; kept sites become the node-wise polynomial
+  ``P(x) = s·w2·x² + w1·x + b`` (s = 0.01, b frozen at 0, w clamped to [−2, 2]); the same
+  distillation with the stage's η, φ and no μ.
+- ``cryptogcn``: the comparison network (CryptoGCN's) — every site x², no linearization,
+  distilled the same way; its encrypted circuit is the baseline LinGCN is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from lightning_modules.base import EffmlModule
+from lightning_modules.nets.stgcn import STGCN
+from ops.polyact import PolyAct, paired_gates, poly_act
+
+STAGES = ("baseline", "linearize", "poly", "cryptogcn")
+POLY_SCALE = 0.01
+POLY_CLAMP = (-2.0, 2.0)
+
+
+class GateState:
+    """The current (blocks, 2, V) gates, shared by a network's activation sites."""
+
+    def __init__(self) -> None:
+        self.gates: torch.Tensor | None = None
+
+
+class LinearizedSite(nn.Module):
+    """``g·ReLU(x) + (1 − g)·x`` with node-wise gates read from a shared :class:`GateState`."""
+
+    def __init__(self, state: GateState, block: int, site: int) -> None:
+        super().__init__()
+        self.state, self.block, self.site = state, block, site
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, T, V)
+        gate = self.state.gates[self.block, self.site]  # (V,)
+        return poly_act(x, gate.view(1, 1, -1), keep="relu", drop="identity")
+
+
+class PolySite(nn.Module):
+    """``g·P(x) + (1 − g)·x`` with frozen 0/1 node gates and node-wise polynomial P."""
+
+    def __init__(self, num_nodes: int) -> None:
+        super().__init__()
+        self.register_buffer("gate", torch.ones(1, 1, num_nodes))
+        self.poly = PolyAct(
+            (1, 1, num_nodes),
+            keep="poly",
+            drop="identity",
+            scale=POLY_SCALE,
+            clamp=POLY_CLAMP,
+            init="lingcn",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, T, V)
+        return self.poly(x, self.gate)
+
+
+class Square(nn.Module):
+    """CryptoGCN's HE activation x²."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * x
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton distillation: KL(softmax(t/T) ‖ softmax(s/T))·T²."""
+    return (
+        F.kl_div(
+            F.log_softmax(student / temperature, dim=1),
+            F.softmax(teacher / temperature, dim=1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
+
+
+def attention_map(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalised channel mean of x² (Zagoruyko & Komodakis): (N, C, T, V) → (N, T·V)."""
+    return F.normalize(x.pow(2).mean(dim=1).flatten(1), dim=1)
+
+
+def at_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    """Σ over blocks of mean((AT_s − AT_t)²)."""
+    return sum(
+        (attention_map(s) - attention_map(t)).pow(2).mean()
+        for s, t in zip(student, teacher, strict=True)
+    )
+
+
+class LinGCNModule(EffmlModule):
+    """One LinGCN stage over skeleton clips; logs ``{train,val,test}/acc`` and stage metrics.
+
+    Args:
+        stage: one of ``STAGES``.
+        in_channels, num_classes, num_nodes: from the datamodule.
+        variant, channels, dropout: the :class:`STGCN`.
+        teacher_ckpt: the baseline stage's checkpoint (teacher, and the student's start for
+            ``linearize``/``cryptogcn``).
+        init_ckpt: the checkpoint the student starts from (``poly``: the linearize stage's;
+            its gates are frozen from it).
+        eta, phi, temperature: distillation weights (KD and attention transfer).
+        mu: the gate penalty weight (``linearize``).
+        gate_init: the aux init range (LinGCN: U(5e-4, 1e-3), all gates kept at start).
+    """
+
+    def __init__(
+        self,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        in_channels: int,
+        num_classes: int,
+        stage: str = "baseline",
+        num_nodes: int = 25,
+        variant: str = "stgcn_3_128",
+        channels: list | None = None,
+        dropout: float = 0.0,
+        scheduler: Callable[..., object] | None = None,
+        teacher_ckpt: str | None = None,
+        init_ckpt: str | None = None,
+        eta: float = 0.9,
+        phi: float = 1000.0,
+        temperature: float = 4.0,
+        mu: float = 1.0,
+        gate_init: tuple[float, float] = (5e-4, 1e-3),
+        num_frames: int | None = None,
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor="val/acc")
+        if stage not in STAGES:
+            raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
+        if stage != "baseline" and not teacher_ckpt:
+            raise ValueError(f"stage={stage!r} distils from the baseline: give teacher_ckpt")
+        if stage == "poly" and not init_ckpt:
+            raise ValueError("stage='poly' starts from the linearize stage: give init_ckpt")
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta={eta!r}: must be in [0, 1]")
+        # plain Python values, so checkpoints load with torch.load(weights_only=True)
+        channels = [[int(c) for c in block] for block in channels] if channels else None
+        gate_init = tuple(float(g) for g in gate_init)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.stage = stage
+        net_kwargs = dict(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            variant=variant,
+            channels=channels,
+            num_nodes=num_nodes,
+            dropout=dropout,
+        )
+        self.gate_state = GateState()
+        factory = self._site_factory(stage, num_nodes)
+        self.net = STGCN(**net_kwargs, act_factory=factory)
+        num_blocks = len(self.net.blocks)
+        if stage == "linearize":
+            low, high = gate_init
+            self.aux = nn.Parameter(torch.empty(num_blocks, 2, num_nodes).uniform_(low, high))
+        self.teacher: STGCN | None = None
+        if teacher_ckpt:
+            self.teacher = STGCN(**net_kwargs)
+            self.teacher.load_state_dict(_net_state(teacher_ckpt))
+            self.teacher.requires_grad_(False).eval()
+            if stage in ("linearize", "cryptogcn"):
+                self.net.load_state_dict(_net_state(teacher_ckpt), strict=False)
+        if stage == "poly":
+            self._init_from_linearized(init_ckpt)
+        metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+        self.train_acc, self.val_acc, self.test_acc = metric, metric.clone(), metric.clone()
+        self.val_best = torchmetrics.MaxMetric()
+        self.val_best.persistent(True)
+
+    def _site_factory(self, stage: str, num_nodes: int) -> Callable[[int, int, int], nn.Module]:
+        if stage == "baseline":
+            return lambda block, site, channels: nn.ReLU()
+        if stage == "linearize":
+            return lambda block, site, channels: LinearizedSite(self.gate_state, block, site)
+        if stage == "cryptogcn":
+            return lambda block, site, channels: Square()
+        return lambda block, site, channels: PolySite(num_nodes)
+
+    def _init_from_linearized(self, init_ckpt: str) -> None:
+        """Student weights and frozen 0/1 gates from the linearize stage."""
+        state = torch.load(init_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+        self.net.load_state_dict(net_state, strict=False)
+        gates = paired_gates(state["aux"]).detach()  # (blocks, 2, V)
+        for b, block in enumerate(self.net.blocks):
+            block.act1.gate.copy_(gates[b, 0].view(1, 1, -1))
+            block.act2.gate.copy_(gates[b, 1].view(1, 1, -1))
+
+    def gates(self) -> torch.Tensor:
+        """The current 0/1 gates (blocks, 2, V): learned (linearize), frozen (poly), all 1."""
+        if self.stage == "linearize":
+            return paired_gates(self.aux)
+        if self.stage == "poly":
+            return torch.stack(
+                [
+                    torch.stack([b.act1.gate.flatten(), b.act2.gate.flatten()])
+                    for b in self.net.blocks
+                ]
+            )
+        blocks, nodes = len(self.net.blocks), self.hparams.num_nodes
+        return torch.ones(blocks, 2, nodes, device=self.device)
+
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        if self.stage == "linearize":
+            self.gate_state.gates = paired_gates(self.aux)
+        return self.net(x, return_features=return_features)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.teacher is None:
+            logits = self(x)
+            return F.cross_entropy(logits, y), logits
+        logits, feats = self(x, return_features=True)
+        with torch.no_grad():
+            t_logits, t_feats = self.teacher(x, return_features=True)
+        hp = self.hparams
+        ce = F.cross_entropy(logits, y)
+        kd = kd_loss(logits, t_logits, hp.temperature)
+        at = at_loss(feats, t_feats)
+        loss = (1 - hp.eta) * ce + hp.eta * kd + hp.phi / 2 * at
+        self.log_dict(
+            {"train/ce": ce, "train/kd": kd, "train/at": at}, on_step=False, on_epoch=True
+        )
+        if self.stage == "linearize":
+            gates = self.gate_state.gates
+            density = gates.sum() / gates.numel()
+            loss = loss + hp.mu * density
+            self.log("train/gate_density", density, on_step=False, on_epoch=True)
+        return loss, logits
+
+    def train(self, mode: bool = True) -> LinGCNModule:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()  # the teacher keeps its batch-norm statistics
+        return self
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch  # (B, C, T, V, M), (B,)
+        loss, logits = self._loss(x, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: torchmetrics.Metric
+    ) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(
+            f"{stage}/loss",
+            F.cross_entropy(logits, y),
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        metric(logits, y)
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_best.compute(), sync_dist=True)
+        gates = self.gates()
+        self.log("val/gates_kept", gates.sum(), sync_dist=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("gates_kept", self.gates().sum())
+
+
+def _net_state(ckpt_path: str) -> dict[str, torch.Tensor]:
+    """The ``net.*`` weights of a LinGCN checkpoint, without the prefix."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+
+
+def site_coefficients(site: nn.Module, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A trained site as per-node (a2, a1, a0) of a2·x² + a1·x + a0 and its 0/1 gate.
+
+    Returns:
+        coeffs (V, 3) float64 and kept (V,) bool.
+    """
+    if isinstance(site, PolySite):
+        low, high = POLY_CLAMP
+        poly = site.poly
+        a2 = POLY_SCALE * poly.w2.detach().clamp(low, high)
+        a1 = poly.w1.detach().clamp(low, high)
+        coeffs = torch.stack([c.flatten().double() for c in (a2, a1, poly.w0.detach())], dim=1)
+        return coeffs, site.gate.flatten().bool()
+    if isinstance(site, Square):
+        coeffs = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).repeat(num_nodes, 1)
+        return coeffs, torch.ones(num_nodes, dtype=torch.bool)
+    raise TypeError(
+        f"{type(site).__name__} has no polynomial form: only the poly and "
+        "cryptogcn stages can be encrypted"
+    )

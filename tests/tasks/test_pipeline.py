@@ -1,0 +1,61 @@
+"""The staged pipeline on LinGCN with tiny synthetic skeletons: stages, hand-over, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import assert_ok, run_cli, run_folder
+
+TINY = [
+    "experiment=lingcn_ntu",
+    "datamodule=ntu_synthetic",
+    "trainer=cpu",
+    "datamodule.num_classes=4",
+    "datamodule.samples_per_class_per_view=6",
+    "datamodule.num_frames=16",
+    "datamodule.batch_size=16",
+    "lingcn_sizes.ntu_synthetic.channels=[[3,4,1],[4,8,2],[8,8,1]]",
+    "lingcn_sizes.ntu_synthetic.epochs.baseline=2",
+    "lingcn_sizes.ntu_synthetic.epochs.linearize=2",
+    "lingcn_sizes.ntu_synthetic.epochs.poly=1",
+    "lingcn_sizes.ntu_synthetic.epochs.cryptogcn=1",
+]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    logs, cache = tmp_path_factory.mktemp("logs"), tmp_path_factory.mktemp("cache")
+    proc = run_cli([*TINY, "stages=[baseline,linearize,poly]"], logs, cache)
+    assert_ok(proc)
+    return run_folder(proc), logs, cache
+
+
+def test_stages_hand_over_checkpoints(pipeline_run: tuple[Path, Path, Path]) -> None:
+    run, _, _ = pipeline_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    for stage in ("baseline", "linearize", "poly"):
+        record = json.loads((run / stage / "stage.json").read_text())
+        assert Path(record["best_ckpt"]).is_file()
+        assert str(run / stage) in record["best_ckpt"]
+        assert f"{stage}/test_acc" in metrics
+    assert metrics["baseline/gates_kept"] == 3 * 2 * 25
+    # the poly stage freezes the linearize stage's gates
+    assert metrics["poly/gates_kept"] == metrics["linearize/gates_kept"]
+
+
+def test_finished_stages_are_skipped_on_rerun(pipeline_run: tuple[Path, Path, Path]) -> None:
+    run, logs, cache = pipeline_run
+    before = {p: p.stat().st_mtime_ns for p in run.glob("*/checkpoints/*.ckpt")}
+    proc = run_cli([*TINY, "stages=[baseline,linearize,poly]", f"hydra.run.dir={run}"], logs, cache)
+    assert_ok(proc)
+    out = proc.stdout + proc.stderr
+    assert out.count("finished earlier") == 3
+    assert {p: p.stat().st_mtime_ns for p in run.glob("*/checkpoints/*.ckpt")} == before
+
+
+def test_stage_needing_a_missing_stage_fails_early(tmp_path: Path) -> None:
+    proc = run_cli([*TINY, "stages=[poly]"], tmp_path, tmp_path / "cache")
+    assert proc.returncode != 0
+    assert "needs the finished stage(s)" in proc.stdout + proc.stderr
