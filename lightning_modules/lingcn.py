@@ -9,8 +9,10 @@ Stages (``stage=``):
 - ``poly``: gates frozen from ``linearize``; kept sites become the node-wise polynomial
   ``P(x) = s·w2·x² + w1·x + b`` (s = 0.01, b frozen at 0, w clamped to [−2, 2]); the same
   distillation with the stage's η, φ and no μ.
-- ``cryptogcn``: the comparison network (CryptoGCN's) — every site x², no linearization,
-  distilled the same way; its encrypted circuit is the baseline LinGCN is compared with.
+- ``cryptogcn``: the comparison network, CryptoGCN-style: every site keeps a node-wise
+  polynomial (no structural linearization), started from the baseline and distilled the
+  same way; its encrypted circuit is the baseline LinGCN is compared with. (A plain x² at
+  all six sites diverges in training here, so the polynomial is learned as in ``poly``.)
 """
 
 from __future__ import annotations
@@ -67,13 +69,6 @@ class PolySite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, T, V)
         return self.poly(x, self.gate)
-
-
-class Square(nn.Module):
-    """CryptoGCN's HE activation x²."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * x
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -185,8 +180,6 @@ class LinGCNModule(EffmlModule):
             return lambda block, site, channels: nn.ReLU()
         if stage == "linearize":
             return lambda block, site, channels: LinearizedSite(self.gate_state, block, site)
-        if stage == "cryptogcn":
-            return lambda block, site, channels: Square()
         return lambda block, site, channels: PolySite(num_nodes)
 
     def _init_from_linearized(self, init_ckpt: str) -> None:
@@ -203,7 +196,7 @@ class LinGCNModule(EffmlModule):
         """The current 0/1 gates (blocks, 2, V): learned (linearize), frozen (poly), all 1."""
         if self.stage == "linearize":
             return paired_gates(self.aux)
-        if self.stage == "poly":
+        if self.stage in ("poly", "cryptogcn"):
             return torch.stack(
                 [
                     torch.stack([b.act1.gate.flatten(), b.act2.gate.flatten()])
@@ -306,9 +299,6 @@ def site_coefficients(site: nn.Module, num_nodes: int) -> tuple[torch.Tensor, to
         a1 = poly.w1.detach().clamp(low, high)
         coeffs = torch.stack([c.flatten().double() for c in (a2, a1, poly.w0.detach())], dim=1)
         return coeffs, site.gate.flatten().bool()
-    if isinstance(site, Square):
-        coeffs = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64).repeat(num_nodes, 1)
-        return coeffs, torch.ones(num_nodes, dtype=torch.bool)
     raise TypeError(
         f"{type(site).__name__} has no polynomial form: only the poly and "
         "cryptogcn stages can be encrypted"

@@ -27,7 +27,9 @@ TINY = [
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     logs, cache = tmp_path_factory.mktemp("logs"), tmp_path_factory.mktemp("cache")
-    proc = run_cli([*TINY, "stages=[baseline,linearize,poly]"], logs, cache)
+    proc = run_cli(
+        [*TINY, "pipeline.he.num_samples=3", "pipeline.he.baseline_samples=1"], logs, cache
+    )
     assert_ok(proc)
     return run_folder(proc), logs, cache
 
@@ -35,7 +37,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
 def test_stages_hand_over_checkpoints(pipeline_run: tuple[Path, Path, Path]) -> None:
     run, _, _ = pipeline_run
     metrics = json.loads((run / "metrics.json").read_text())
-    for stage in ("baseline", "linearize", "poly"):
+    for stage in ("baseline", "linearize", "poly", "cryptogcn"):
         record = json.loads((run / stage / "stage.json").read_text())
         assert Path(record["best_ckpt"]).is_file()
         assert str(run / stage) in record["best_ckpt"]
@@ -43,6 +45,20 @@ def test_stages_hand_over_checkpoints(pipeline_run: tuple[Path, Path, Path]) -> 
     assert metrics["baseline/gates_kept"] == 3 * 2 * 25
     # the poly stage freezes the linearize stage's gates
     assert metrics["poly/gates_kept"] == metrics["linearize/gates_kept"]
+
+
+def test_encrypted_inference_matches_plaintext(pipeline_run: tuple[Path, Path, Path]) -> None:
+    run, _, _ = pipeline_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    for prefix in ("he", "he_baseline"):
+        assert metrics[f"{prefix}/agreement"] == 1.0
+        assert metrics[f"{prefix}/max_abs_logit_err"] <= 1e-3
+        assert metrics[f"{prefix}/latency_s_per_sample"] > 0
+        assert metrics[f"{prefix}/ops/ct_ct_mul"] > 0
+    # removed nonlinearities never cost levels: the linearized circuit is no deeper
+    assert metrics["he/levels"] <= metrics["he_baseline/levels"]
+    for name in ("gate_map.png", "accuracy_latency.png", "he_report.json"):
+        assert (run / "he" / name).stat().st_size > 0
 
 
 def test_finished_stages_are_skipped_on_rerun(pipeline_run: tuple[Path, Path, Path]) -> None:

@@ -1,0 +1,90 @@
+"""LinGCN's accuracy–latency frontier from a μ sweep.
+
+    python run.py -m experiment=lingcn_ntu datamodule=ntu_synthetic \\
+        pipeline.linearize.model.mu=0.5,1,2,4
+    python scripts/lingcn_frontier.py outputs/lingcn_ntu/multiruns/<time>
+
+Reads every job's metrics.json and .hydra/config.yaml; plots test accuracy of the poly stage
+against encrypted latency per sample (one point per μ) with the CryptoGCN-style baseline
+circuits, and writes frontier.png and frontier.csv into the multirun folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+
+def collect(sweep: Path) -> pd.DataFrame:
+    """One row per finished job: μ, kept gates, accuracies, latencies, levels."""
+    rows = []
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+        metrics_path = job / "metrics.json"
+        if not metrics_path.is_file():
+            continue
+        m = json.loads(metrics_path.read_text())
+        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        rows.append({
+            "job": int(job.name),
+            "mu": cfg["pipeline"]["linearize"]["model"]["mu"],
+            "gates_kept": m.get("linearize/gates_kept"),
+            "poly_test_acc": m.get("poly/test_acc"),
+            "he_latency_s": m.get("he/latency_s_per_sample"),
+            "he_levels": m.get("he/levels"),
+            "baseline_test_acc": m.get("cryptogcn/test_acc"),
+            "baseline_latency_s": m.get("he_baseline/latency_s_per_sample"),
+            "baseline_levels": m.get("he_baseline/levels"),
+        })
+    if not rows:
+        raise SystemExit(f"{sweep}: no job folder with metrics.json; expected a multirun of "
+                         "experiment=lingcn_ntu")
+    return pd.DataFrame(rows).sort_values("mu")
+
+
+def plot(table: pd.DataFrame, path: Path) -> None:
+    """Accuracy against latency: LinGCN per μ, the baseline circuit per job."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    done = table.dropna(subset=["he_latency_s", "poly_test_acc"])
+    ax.plot(done["he_latency_s"], done["poly_test_acc"], "o-", label="LinGCN (μ sweep)")
+    for _, row in done.iterrows():
+        ax.annotate(f"μ={row['mu']:g}, {int(row['gates_kept'])} gates", (row["he_latency_s"],
+                    row["poly_test_acc"]), textcoords="offset points", xytext=(5, 5), fontsize=7)
+    base = table.dropna(subset=["baseline_latency_s", "baseline_test_acc"])
+    if len(base):
+        ax.scatter(base["baseline_latency_s"], base["baseline_test_acc"], marker="s",
+                   color="tab:red", label="CryptoGCN-style baseline")
+    ax.set_xscale("log")
+    ax.set_xlabel("CKKS latency per sample (s, log)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sweep", type=Path, help="outputs/lingcn_ntu/multiruns/<time>")
+    args = parser.parse_args(argv)
+    if not args.sweep.is_dir():
+        print(f"{args.sweep}: not a folder", file=sys.stderr)
+        return 2
+    table = collect(args.sweep)
+    table.to_csv(args.sweep / "frontier.csv", index=False)
+    plot(table, args.sweep / "frontier.png")
+    print(table.to_string(index=False))
+    print(f"wrote {args.sweep / 'frontier.csv'} and {args.sweep / 'frontier.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""LinGCN's last stage: CKKS-encrypted inference of the trained networks (he/).
+
+Encrypts ``num_samples`` test clips (``baseline_samples`` of them for the slower baseline
+circuit), runs the poly stage's linearized ST-GCN under CKKS and
+compares it with plaintext inference; runs the CryptoGCN-style baseline circuit (x² at every
+site) the same way — on the ``cryptogcn`` stage's network when that stage ran (matched
+training), else on the poly network's weights (its latency and depth only). Writes the gate
+map and the accuracy–latency points as PNG into the run folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from he import HeStgcnInference, SiteSpec, StgcnCircuit, baseline_spec  # noqa: E402
+from lightning_modules.lingcn import LinGCNModule, site_coefficients  # noqa: E402
+from tasks.pipeline import stage_config  # noqa: E402
+from tasks.train import build_model  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def load_stage_model(
+    cfg: DictConfig, name: str, done: dict, datamodule: pl.LightningDataModule, run_dir: Path
+) -> LinGCNModule:
+    """The best checkpoint of training stage ``name``, rebuilt from its stage config."""
+    spec = cfg.pipeline[name]
+    inputs = {arg: done[stage]["best_ckpt"] for arg, stage in (spec.get("inputs") or {}).items()}
+    model = build_model(stage_config(cfg, name, run_dir / name, inputs), datamodule)
+    state = torch.load(done[name]["best_ckpt"], map_location="cpu", weights_only=False)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+
+
+def activation_spec(model: LinGCNModule) -> list[tuple[SiteSpec, SiteSpec]]:
+    """The trained network's per-node activations as an HE activation spec."""
+    nodes = model.hparams.num_nodes
+    spec = []
+    for block in model.net.blocks:
+        pair = [site_coefficients(site, nodes) for site in (block.act1, block.act2)]
+        spec.append(tuple(SiteSpec(c.numpy(), k.numpy()) for c, k in pair))
+    return spec
+
+
+def test_clips(datamodule: pl.LightningDataModule, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``count`` test clips and labels."""
+    xs, ys = [], []
+    for x, y in datamodule.test_dataloader():
+        xs.append(x)
+        ys.append(y)
+        if sum(len(b) for b in ys) >= count:
+            break
+    return torch.cat(xs)[:count], torch.cat(ys)[:count]
+
+
+def encrypt_and_compare(
+    model: LinGCNModule,
+    spec: list,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale_bits: int,
+    edge_bits: int,
+    prefix: str,
+) -> tuple[dict[str, float], dict]:
+    """Encrypted vs plaintext inference of ``model.net`` with ``spec``: metrics and report."""
+    circuit = StgcnCircuit.from_module(model.net, spec)
+    he = HeStgcnInference(circuit, scale_bits=scale_bits, edge_bits=edge_bits)
+    log.info("%s: depth %d levels, encrypting %d clips", prefix, he.depth.total, len(x))
+    logits, report = he.run(x)
+    with torch.no_grad():
+        plain = model.net(x).double().numpy()
+    metrics = {
+        f"{prefix}/acc": float((logits.argmax(1) == y.numpy()).mean()),
+        f"{prefix}/plain_acc": float((plain.argmax(1) == y.numpy()).mean()),
+        f"{prefix}/agreement": float((logits.argmax(1) == plain.argmax(1)).mean()),
+        f"{prefix}/max_abs_logit_err": float(np.abs(logits - plain).max()),
+        f"{prefix}/latency_s_per_sample": report["latency_s_per_sample"],
+        f"{prefix}/levels": float(report["levels"]),
+        f"{prefix}/poly_modulus_n": float(report["n"]),
+        f"{prefix}/setup_s": report["setup_s"],
+    }
+    metrics.update({f"{prefix}/ops/{k}": float(v) for k, v in report["ops"].items()})
+    return metrics, report
+
+
+def encrypted_inference_stage(
+    cfg: DictConfig, spec: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path, done: dict
+) -> dict[str, float]:
+    """The ``he`` stage of ``experiment=lingcn_ntu``: LinGCN and baseline circuits under CKKS."""
+    datamodule.setup("test")
+    x, y = test_clips(datamodule, int(spec.num_samples))
+    poly = load_stage_model(cfg, spec.inputs.poly_ckpt, done, datamodule, run_dir)
+    bits = (int(spec.scale_bits), int(spec.edge_bits))
+    metrics, report = encrypt_and_compare(poly, activation_spec(poly), x, y, *bits, "he")
+    count = int(spec.get("baseline_samples") or len(x))
+    x, y = x[:count], y[:count]
+    if "cryptogcn" in done:
+        base = load_stage_model(cfg, "cryptogcn", done, datamodule, run_dir)
+        base_spec = activation_spec(base)
+    else:
+        log.info(
+            "No cryptogcn stage: the baseline circuit runs on the poly network's weights "
+            "(its latency and depth are comparable, its accuracy is not)"
+        )
+        base, base_spec = poly, baseline_spec(len(poly.net.blocks), poly.hparams.num_nodes)
+    base_metrics, base_report = encrypt_and_compare(base, base_spec, x, y, *bits, "he_baseline")
+    metrics.update(base_metrics)
+    metrics["he/speedup_vs_baseline"] = (
+        base_report["latency_s_per_sample"] / report["latency_s_per_sample"]
+    )
+    stage_dir = run_dir / "he"
+    (stage_dir / "he_report.json").write_text(
+        json.dumps({"lingcn": report, "baseline": base_report}, indent=2, default=float) + "\n"
+    )
+    plot_gate_map(poly.gates().detach().cpu().numpy(), stage_dir / "gate_map.png")
+    points = {
+        "LinGCN": (
+            metrics["he/latency_s_per_sample"],
+            done["poly"]["metrics"].get("poly/test_acc", metrics["he/plain_acc"]),
+        )
+    }
+    if "cryptogcn" in done:
+        points["CryptoGCN-style (x²)"] = (
+            metrics["he_baseline/latency_s_per_sample"],
+            done["cryptogcn"]["metrics"]["cryptogcn/test_acc"],
+        )
+    plot_frontier(points, stage_dir / "accuracy_latency.png")
+    return metrics
+
+
+def plot_gate_map(gates: np.ndarray, path: Path) -> None:
+    """Which node keeps which nonlinearity: rows (block, site), columns the 25 joints."""
+    blocks, sites, nodes = gates.shape
+    fig, ax = plt.subplots(figsize=(8, 0.5 * blocks * sites + 1.2))
+    ax.imshow(gates.reshape(blocks * sites, nodes), cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    ax.set_yticks(
+        range(blocks * sites),
+        [f"block {b + 1} act{s + 1}" for b in range(blocks) for s in range(sites)],
+    )
+    ax.set_xticks(range(nodes), [str(v + 1) for v in range(nodes)], fontsize=7)
+    ax.set_xlabel("joint (NTU numbering)")
+    kept = gates.reshape(blocks, -1).sum(axis=1).astype(int).tolist()
+    ax.set_title(f"kept nonlinearities (black) per block: {kept} of {sites * nodes}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_frontier(points: dict[str, tuple[float, float]], path: Path) -> None:
+    """Test accuracy against encrypted latency per sample, one point per circuit."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (latency, acc) in points.items():
+        ax.scatter(latency, acc, s=60, label=name)
+        ax.annotate(
+            f"{acc:.3f} @ {latency:.2f} s",
+            (latency, acc),
+            textcoords="offset points",
+            xytext=(6, 6),
+            fontsize=8,
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("encrypted latency per sample (s, log)")
+    ax.set_ylabel("test accuracy (plaintext)")
+    ax.set_title("accuracy vs CKKS latency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
