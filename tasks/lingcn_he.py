@@ -54,14 +54,12 @@ def activation_spec(model: LinGCNModule) -> list[tuple[SiteSpec, SiteSpec]]:
 
 
 def test_clips(datamodule: pl.LightningDataModule, count: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` test clips and labels."""
-    xs, ys = [], []
-    for x, y in datamodule.test_dataloader():
-        xs.append(x)
-        ys.append(y)
-        if sum(len(b) for b in ys) >= count:
-            break
-    return torch.cat(xs)[:count], torch.cat(ys)[:count]
+    """``count`` test clips evenly spaced over the test split (so every class can appear)."""
+    batches = list(datamodule.test_dataloader())
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    index = torch.linspace(0, len(x) - 1, min(count, len(x))).round().long()
+    return x[index], y[index]
 
 
 def encrypt_and_compare(
