@@ -1,0 +1,68 @@
+"""MaxK-GNN's sparse kernels, the specification in plain PyTorch (any float dtype, float64 too).
+
+    SpGEMM  Y = A · scatter(values, indices)                       (N_rows, dim)
+    SSpMM   dXs[j, l] = Σ_i A[i, j] · dY[i, indices[j, l]]          (N_cols, k)
+            = (A^T · dY).gather(1, indices)
+    layer   Y = A · maxk(h, k)
+
+MaxK-GNN, https://arxiv.org/abs/2312.08656, Sec. 4 (Eq. 3 forward, Eq. 4 backward). Edges are
+processed in chunks so memory stays O(chunk · dim). Autograd through these functions gives
+the reference gradients (``torch.autograd.gradcheck`` holds in float64).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cbsr import cbsr_to_dense, check_cbsr, decode_indices, maxk
+from .csr import CsrAdjacency
+
+EDGE_CHUNK = 1 << 16
+
+
+def spmm_reference(adj: CsrAdjacency, x: torch.Tensor) -> torch.Tensor:
+    """Dense Y = A · x, (N_rows, C) from x (N_cols, C), summing edges chunk by chunk."""
+    row, col = adj.row_index(), adj.col.long()
+    weight = adj.weight_as(x.dtype)
+    y = x.new_zeros(adj.num_rows, x.shape[1])
+    for start in range(0, adj.nnz, EDGE_CHUNK):
+        sl = slice(start, start + EDGE_CHUNK)
+        y = y.index_add(0, row[sl], weight[sl, None] * x[col[sl]])
+    return y
+
+
+def spmm_transposed_reference(adj: CsrAdjacency, dy: torch.Tensor) -> torch.Tensor:
+    """Dense A^T · dy, (N_cols, C) from dy (N_rows, C), without forming A^T."""
+    row, col = adj.row_index(), adj.col.long()
+    weight = adj.weight_as(dy.dtype)
+    out = dy.new_zeros(adj.num_cols, dy.shape[1])
+    for start in range(0, adj.nnz, EDGE_CHUNK):
+        sl = slice(start, start + EDGE_CHUNK)
+        out = out.index_add(0, col[sl], weight[sl, None] * dy[row[sl]])
+    return out
+
+
+def spgemm_reference(
+    adj: CsrAdjacency, values: torch.Tensor, indices: torch.Tensor, dim: int
+) -> torch.Tensor:
+    """Y = A · scatter(values, indices): (N_rows, dim) from CBSR (N_cols, k)."""
+    return spmm_reference(adj, cbsr_to_dense(values, indices, dim))
+
+
+def sspmm_reference(
+    adj: CsrAdjacency, grad_out: torch.Tensor, indices: torch.Tensor
+) -> torch.Tensor:
+    """(A^T · dY) sampled at the CBSR positions: (N_cols, k) from dY (N_rows, dim)."""
+    return spmm_transposed_reference(adj, grad_out).gather(1, decode_indices(indices))
+
+
+def maxk_aggregate_reference(
+    adj: CsrAdjacency, h: torch.Tensor, k: int, return_dense: bool = False
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Y = A · maxk(h, k) under plain autograd; with return_dense also maxk(h, k) as dense."""
+    values, indices = maxk(h, k)
+    check_cbsr(values, indices, h.shape[1])
+    y = spgemm_reference(adj, values, indices, h.shape[1])
+    if return_dense:
+        return y, cbsr_to_dense(values, indices, h.shape[1])
+    return y
