@@ -11,8 +11,10 @@ from torch_geometric.data import Data
 
 from lightning_modules.base import EffmlModule
 from lightning_modules.nets.gnn import GNN
+from lightning_modules.nets.maxk_gnn import MaxKGNN
 
 TASK_METRICS = {"multiclass": ("acc",), "multilabel": ("f1_micro", "rocauc")}
+STRUCTURES = ("stack", "paper")
 
 
 def make_metric(task_type: str, metric: str, num_classes: int) -> torchmetrics.Metric:
@@ -29,14 +31,21 @@ def make_metric(task_type: str, metric: str, num_classes: int) -> torchmetrics.M
 
 
 class NodeClassifier(EffmlModule):
-    """Trains a :class:`GNN` on the graph's train mask; logs ``{train,val,test}/<metric>``.
+    """Trains a GNN on the graph's train mask; logs ``{train,val,test}/<metric>``.
+
+    ``structure`` picks the net: "stack" is :class:`GNN` (PyG convs with norm → σ → dropout
+    between them), "paper" is :class:`MaxKGNN` (MaxK-GNN's lin_in → [σ → conv → norm] × L →
+    lin_out, where ``nonlinearity="maxk"`` aggregates through the ``ops.maxk`` kernels).
 
     ``val/<metric>_best`` is the best validation score so far; the training task tests the
     checkpoint of that epoch, so ``test/<metric>`` is the best-validation-epoch test score.
 
     Args:
         in_channels, num_classes, task_type, metric: from the datamodule (``model_kwargs()``).
-        conv, hidden_channels, num_layers, dropout, norm, nonlinearity: see :class:`GNN`.
+        structure: "stack" (:class:`GNN`) or "paper" (:class:`MaxKGNN`).
+        conv, hidden_channels, num_layers, dropout, norm, nonlinearity: see :class:`GNN` and
+            :class:`MaxKGNN`; "maxk" needs ``structure="paper"``.
+        k, backend: MaxK's kept entries per row and ``ops.maxk`` backend (paper only).
         optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
     """
 
@@ -54,12 +63,43 @@ class NodeClassifier(EffmlModule):
         dropout: float = 0.5,
         norm: str = "none",
         nonlinearity: str = "relu",
+        structure: str = "stack",
+        k: int = 32,
+        backend: str | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor=f"val/{metric}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        self.net = GNN(
-            in_channels, hidden_channels, num_classes, num_layers, conv, dropout, norm, nonlinearity
-        )
+        if structure not in STRUCTURES:
+            raise ValueError(f"structure={structure!r}: choose one of {STRUCTURES}")
+        if structure == "paper":
+            self.net: GNN | MaxKGNN = MaxKGNN(
+                in_channels,
+                hidden_channels,
+                num_classes,
+                num_layers,
+                conv=conv,
+                nonlinearity=nonlinearity,
+                k=k,
+                dropout=dropout,
+                norm=norm,
+                backend=backend,
+            )
+        elif nonlinearity == "maxk":
+            raise ValueError(
+                "nonlinearity='maxk' with structure='stack': MaxK runs in the paper's layout; "
+                "set model.structure=paper (or use model=maxk_gnn)"
+            )
+        else:
+            self.net = GNN(
+                in_channels,
+                hidden_channels,
+                num_classes,
+                num_layers,
+                conv=conv,
+                dropout=dropout,
+                norm=norm,
+                nonlinearity=nonlinearity,
+            )
         self.metric_name = metric
         self.task_type = task_type
         self.train_metric = make_metric(task_type, metric, num_classes)

@@ -1,0 +1,293 @@
+"""MaxK-GNN's node classifiers: SAGE, GCN and GIN stacks whose aggregation runs on CBSR kernels.
+
+MaxK-GNN (Peng et al., ASPLOS 2024, https://arxiv.org/abs/2312.08656; code xiexi51/MaxK-GNN,
+``utils/models.py``). The layout is the paper's, not PyG's conv-norm-act stack:
+
+    lin_in → [pre → σ → dropout → aggregate → post → LayerNorm] × L → lin_out
+
+    SAGE  pre = id;  post: W_l · mean_{j→i} a_j + W_r · a_i + b        (DGL SAGEConv, "mean")
+    GCN   relu(lin_in);  pre = Linear;  post: Σ_j a_j / sqrt(d_i d_j) + b, self loops in A
+    GIN   relu(lin_in);  pre = Linear;  post: (1 + ε) · a_i + Σ_{j→i} a_j, learnable ε = 0
+
+σ is MaxK (keep the k largest entries of each row, Eq. 1) or ReLU. With MaxK, σ and the
+aggregation ``A · a`` run on ``ops.maxk``: top-k into CBSR, SpGEMM forward, SSpMM backward
+(Sec. 4), never a dense masked matrix through message passing. With
+ReLU the aggregation is ``torch.sparse`` CSR × dense (MKL on CPU, cuSPARSE on GPU) with a
+cached A^T for the backward: the baseline the paper compares against (DGL's SpMM).
+
+Dropout follows the paper (DGL's ``feat_drop``): after σ, one mask shared by the neighbour
+and root terms. Without active dropout (evaluation, or p = 0) a MaxK layer is one call of
+``maxk_aggregate``; in training with p > 0 the same pieces run one by one so dropout touches
+only the k kept values per row: ``maxk`` → dropout on the CBSR values → ``spgemm`` (SpGEMM
+forward, SSpMM backward), the root term ``cbsr_to_dense`` of the dropped values.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn import init
+
+from ops.maxk import BACKENDS as OP_BACKENDS
+from ops.maxk import CsrAdjacency, cbsr_to_dense, maxk, maxk_aggregate, spgemm
+
+CONVS = ("sage", "gcn", "gin")
+NONLINEARITIES = ("maxk", "relu")
+NORMS = ("none", "layer")
+BACKENDS = (None, *OP_BACKENDS)
+# conv → (edge weights of A, self loops added to A)
+ADJACENCY = {"sage": ("mean", False), "gcn": ("gcn", True), "gin": ("sum", False)}
+
+
+class _CsrMatmul(torch.autograd.Function):
+    """Y = A · X with torch.sparse CSR, backward dX = A^T · dY from a prebuilt CSR A^T."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return torch.sparse.mm(a, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
+
+
+class CachedGraph:
+    """One graph's adjacency in the forms the layers use, each built on first use.
+
+    ``csr`` is the :class:`CsrAdjacency` the MaxK kernels read (their derived arrays are
+    cached inside it); ``torch_sparse(dtype)`` gives (A, A^T) as torch.sparse CSR for ReLU.
+    """
+
+    def __init__(self, edge_index: torch.Tensor, num_nodes: int, norm: str, self_loops: bool):
+        self.edge_index = edge_index  # held, so its storage cannot be reused by another graph
+        self.version = edge_index._version
+        self.num_nodes = num_nodes
+        self.csr = CsrAdjacency.from_edge_index(
+            edge_index, num_nodes, norm=norm, add_self_loops=self_loops
+        )
+        self._sparse: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def torch_sparse(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if dtype not in self._sparse:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant)")
+                a = self.csr.to_torch_sparse(dtype)
+                a_t = self.csr.transpose().to_torch_sparse(dtype)
+            self._sparse[dtype] = (a, a_t)
+        return self._sparse[dtype]
+
+    def same_tensor(self, edge_index: torch.Tensor) -> bool:
+        return (
+            edge_index.data_ptr() == self.edge_index.data_ptr()
+            and edge_index._version == self.version
+        )
+
+
+class AdjacencyCache:
+    """Builds each graph's :class:`CachedGraph` once, not every step.
+
+    A graph is found by the identity of its ``edge_index`` storage (pointer and version
+    counter, O(1)); a different tensor of the same shape and device, as when a trainer copies
+    the batch to the GPU every step, is compared by value (O(E)) before anything is rebuilt.
+    ``builds`` counts the adjacencies built so far.
+
+    Args:
+        norm, self_loops: passed to ``CsrAdjacency.from_edge_index``.
+        max_graphs: graphs kept, the least recently used dropped first.
+    """
+
+    def __init__(self, norm: str, self_loops: bool, max_graphs: int = 4) -> None:
+        self.norm, self.self_loops, self.max_graphs = norm, self_loops, max_graphs
+        self.graphs: list[CachedGraph] = []
+        self.builds = 0
+
+    def get(self, edge_index: torch.Tensor, num_nodes: int) -> CachedGraph:
+        found = next(
+            (g for g in self.graphs if g.num_nodes == num_nodes and g.same_tensor(edge_index)),
+            None,
+        )
+        if found is None:
+            found = next(
+                (
+                    g
+                    for g in self.graphs
+                    if g.num_nodes == num_nodes
+                    and g.edge_index.shape == edge_index.shape
+                    and g.edge_index.device == edge_index.device
+                    and torch.equal(g.edge_index, edge_index)
+                ),
+                None,
+            )
+            if found is not None:
+                found.edge_index, found.version = edge_index, edge_index._version
+        if found is None:
+            found = CachedGraph(edge_index, num_nodes, self.norm, self.self_loops)
+            self.builds += 1
+        else:
+            self.graphs.remove(found)
+        self.graphs.insert(0, found)
+        del self.graphs[self.max_graphs :]
+        return found
+
+
+class Aggregation(nn.Module):
+    """a = dropout(σ(h)) and A · a, for σ = MaxK (through ``ops.maxk``) or ReLU.
+
+    Returns (A · a, a) when ``root`` is asked for, else (A · a, None).
+
+    Shapes:
+        h: (N, width) → (N, width), (N, width) | None
+    """
+
+    def __init__(self, nonlinearity: str, k: int, dropout: float, backend: str | None) -> None:
+        super().__init__()
+        self.nonlinearity, self.k, self.p, self.backend = nonlinearity, k, dropout, backend
+
+    def forward(
+        self, h: torch.Tensor, graph: CachedGraph, root: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.nonlinearity == "relu":
+            a = F.dropout(F.relu(h), self.p, self.training)
+            a_csr, a_t = graph.torch_sparse(h.dtype)
+            return _CsrMatmul.apply(a_csr, a_t, a), a
+        if not (self.training and self.p > 0):
+            if root:
+                return maxk_aggregate(graph.csr, h, self.k, self.backend, return_dense=True)
+            return maxk_aggregate(graph.csr, h, self.k, self.backend), None
+        values, indices = maxk(h, self.k)  # CBSR (N, k) each
+        values = F.dropout(values, self.p, training=True)
+        y = spgemm(graph.csr, values, indices, h.shape[1], self.backend)
+        return y, cbsr_to_dense(values, indices, h.shape[1]) if root else None
+
+
+class SAGELayer(nn.Module):
+    """GraphSAGE, mean aggregator: W_l · mean_{j→i} a_j + W_r · a_i + b."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin_l = nn.Linear(width, width)
+        self.lin_r = nn.Linear(width, width, bias=False)
+        gain = init.calculate_gain("relu")
+        init.xavier_uniform_(self.lin_l.weight, gain=gain)
+        init.xavier_uniform_(self.lin_r.weight, gain=gain)
+        init.zeros_(self.lin_l.bias)
+
+    def forward(self, x: torch.Tensor, graph: CachedGraph, aggregate: Aggregation) -> torch.Tensor:
+        neighbours, a = aggregate(x, graph, root=True)
+        return self.lin_l(neighbours) + self.lin_r(a)
+
+
+class GCNLayer(nn.Module):
+    """GCN: Σ_j a_j / sqrt(d_i d_j) + b over A with self loops, a = σ(W x + c)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        init.xavier_uniform_(self.lin.weight)
+        self.bias = nn.Parameter(torch.zeros(width))
+
+    def forward(self, x: torch.Tensor, graph: CachedGraph, aggregate: Aggregation) -> torch.Tensor:
+        neighbours, _ = aggregate(self.lin(x), graph, root=False)
+        return neighbours + self.bias
+
+
+class GINLayer(nn.Module):
+    """GIN: (1 + ε) · a_i + Σ_{j→i} a_j, a = σ(W x + c), ε learnable from 0."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        init.xavier_uniform_(self.lin.weight)
+        self.eps = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, graph: CachedGraph, aggregate: Aggregation) -> torch.Tensor:
+        neighbours, a = aggregate(self.lin(x), graph, root=True)
+        return (1 + self.eps) * a + neighbours
+
+
+LAYERS = {"sage": SAGELayer, "gcn": GCNLayer, "gin": GINLayer}
+
+
+class MaxKGNN(nn.Module):
+    """lin_in → [σ → dropout → conv → norm] × ``num_layers`` → lin_out (see the module doc).
+
+    Args:
+        in_channels, hidden_channels, out_channels: feature widths; every conv is
+            hidden → hidden.
+        num_layers: graph convolutions (the paper's ``hidden_layers``).
+        conv: "sage" | "gcn" | "gin".
+        nonlinearity: "maxk" (CBSR kernels of ``ops.maxk``) or "relu" (torch.sparse SpMM).
+        k: entries MaxK keeps per row, 1 ≤ k ≤ hidden_channels (ignored for relu).
+        dropout: on σ's output, before each aggregation.
+        norm: "layer" (LayerNorm after each conv) or "none".
+        backend: ``ops.maxk`` backend, None picks by device.
+
+    Shapes:
+        x: (N, in_channels), edge_index: (2, E) → logits (N, out_channels)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        num_layers: int = 3,
+        conv: str = "sage",
+        nonlinearity: str = "maxk",
+        k: int = 32,
+        dropout: float = 0.5,
+        norm: str = "layer",
+        backend: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (
+            ("in_channels", in_channels),
+            ("hidden_channels", hidden_channels),
+            ("out_channels", out_channels),
+            ("num_layers", num_layers),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r}: must be a positive integer")
+        if conv not in CONVS:
+            raise ValueError(f"conv={conv!r}: choose one of {CONVS}")
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity={nonlinearity!r}: choose one of {NONLINEARITIES}")
+        if nonlinearity == "maxk" and (
+            isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= hidden_channels
+        ):
+            raise ValueError(
+                f"k={k!r} with hidden_channels={hidden_channels}: MaxK keeps k entries of each "
+                f"hidden row, so pick an integer 1 ≤ k ≤ {hidden_channels} (or widen "
+                "hidden_channels)"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout={dropout!r}: must be in [0, 1)")
+        if norm not in NORMS:
+            raise ValueError(f"norm={norm!r}: choose one of {NORMS}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} (None: by device)")
+        self.conv, self.nonlinearity, self.k = conv, nonlinearity, k
+        self.lin_in = nn.Linear(in_channels, hidden_channels)
+        self.layers = nn.ModuleList(LAYERS[conv](hidden_channels) for _ in range(num_layers))
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(hidden_channels) if norm == "layer" else nn.Identity()
+            for _ in range(num_layers)
+        )
+        self.lin_out = nn.Linear(hidden_channels, out_channels)
+        init.xavier_uniform_(self.lin_in.weight)
+        init.xavier_uniform_(self.lin_out.weight)
+        self.aggregate = Aggregation(nonlinearity, k, dropout, backend)
+        self.adjacency = AdjacencyCache(*ADJACENCY[conv])
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        graph = self.adjacency.get(edge_index, x.shape[0])
+        x = self.lin_in(x)  # (N, hidden)
+        if self.conv != "sage":
+            x = F.relu(x)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            x = norm(layer(x, graph, self.aggregate))  # (N, hidden)
+        return self.lin_out(x)  # (N, out)
