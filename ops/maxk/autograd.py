@@ -65,12 +65,15 @@ def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
     return backend
 
 
-def _check_operands(adj: CsrAdjacency, x: torch.Tensor, name: str, rows: int) -> None:
+def _check_adjacency(adj: CsrAdjacency) -> None:
     if not isinstance(adj, CsrAdjacency):
         raise ValueError(
             f"adj must be a CsrAdjacency, got {type(adj).__name__}; build one with "
             "CsrAdjacency.from_edge_index(edge_index, num_nodes, norm)"
         )
+
+
+def _check_operands(adj: CsrAdjacency, x: torch.Tensor, name: str, rows: int) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
         raise ValueError(f"{name} must be a 2-D float tensor")
     if x.device != adj.device:
@@ -135,6 +138,7 @@ def spgemm(
         dim: width of the dense matrix the CBSR encodes.
         backend: "reference", "cpu" or "triton"; None picks triton on CUDA, cpu otherwise.
     """
+    _check_adjacency(adj)
     _check_operands(adj, values, "values", adj.num_cols)
     check_cbsr(values, indices, dim)
     backend = resolve_backend(backend, values)
@@ -157,6 +161,7 @@ def sspmm(
         indices: the forward's CBSR indices (N_cols, k).
         backend: as in ``spgemm``. The "cpu" and "triton" results carry no autograd graph.
     """
+    _check_adjacency(adj)
     _check_operands(adj, grad_out, "grad_out", adj.num_rows)
     check_cbsr(grad_out.new_empty(indices.shape), indices, grad_out.shape[1])
     if indices.device != grad_out.device:
@@ -219,6 +224,7 @@ def maxk_aggregate(
     Returns:
         Y (N_rows, dim) in h's dtype, or (Y, h_masked) with return_dense.
     """
+    _check_adjacency(adj)
     _check_operands(adj, h, "h", adj.num_cols)
     check_k(k, h.shape[1])
     backend = resolve_backend(backend, h)

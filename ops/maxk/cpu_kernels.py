@@ -66,12 +66,18 @@ std::vector<int64_t> split_even(int64_t n, int64_t parts, Cost cost) {
   return bounds;
 }
 
+// One part per thread, or a single inline part for small problems (a parallel region costs
+// more than it saves there, and much more when the cores are oversubscribed).
+inline int64_t num_parts(int64_t work) {
+  return work < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, at::get_num_threads());
+}
+
 template <typename scalar_t, typename index_t>
 void spgemm_impl(const int64_t* rowptr, const int64_t* col, const at::opmath_type<scalar_t>* w,
                  const scalar_t* values, const index_t* indices,
                  at::opmath_type<scalar_t>* y, int64_t rows, int64_t k, int64_t dim) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t parts = num_parts(rowptr[rows] * k + rows * dim);
   const auto bounds = split_even(rows, parts, [&](int64_t r) { return rowptr[r] * k + r * dim; });
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
@@ -98,7 +104,7 @@ void sspmm_impl(const int64_t* rowptr, const int64_t* col, const at::opmath_type
                 at::opmath_type<scalar_t>* dxs, int64_t rows, int64_t cols, int64_t k,
                 int64_t dim) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t parts = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t parts = num_parts(colptr[cols] * k + rows);
   const auto bounds = split_even(cols, parts, [&](int64_t c) { return colptr[c] * k + c * k; });
   at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {

@@ -8,6 +8,7 @@ thread a column range of every row by binary search instead of building A^T.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -168,12 +169,15 @@ class CsrAdjacency:
 
     def to_torch_sparse(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         """A as a ``torch.sparse_csr_tensor`` (the SpMM baseline: MKL on CPU, cuSPARSE on GPU)."""
-        return torch.sparse_csr_tensor(
-            self.rowptr,
-            self.col.long(),
-            self.weight if dtype is None else self.weight.to(dtype),
-            size=self.shape,
-        )
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.sparse_csr_tensor(
+                self.rowptr,
+                self.col.long(),
+                self.weight if dtype is None else self.weight.to(dtype),
+                size=self.shape,
+                check_invariants=False,
+            )
 
     def transpose(self) -> CsrAdjacency:
         """A^T as a new CSR (for baselines and tests; the MaxK kernels never need it)."""
