@@ -6,7 +6,9 @@
 
 Reads every job's metrics.json and .hydra/config.yaml; plots test accuracy of the poly stage
 against encrypted latency per sample (one point per μ) with the CryptoGCN-style baseline
-circuits, and writes frontier.png and frontier.csv into the multirun folder.
+circuits, and writes frontier.png and frontier.csv into the multirun folder. A sweep that
+reused one run's shared stages and skipped the baseline circuit (``reuse_from=<run>
+pipeline.he.baseline=false``) takes the baseline point from that run: ``--baseline-run <run>``.
 """
 from __future__ import annotations
 
@@ -49,6 +51,18 @@ def collect(sweep: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("mu")
 
 
+def baseline_point(run: Path) -> dict[str, float]:
+    """The CryptoGCN-style baseline of one full run: its accuracy, latency and levels."""
+    path = run / "metrics.json"
+    m = json.loads(path.read_text()) if path.is_file() else {}
+    keys = ("cryptogcn/test_acc", "he_baseline/latency_s_per_sample", "he_baseline/levels")
+    if any(k not in m for k in keys):
+        raise SystemExit(f"--baseline-run {run}: {path} lacks {list(keys)}; give a run that "
+                         "finished the cryptogcn and he stages with pipeline.he.baseline=true")
+    return {"baseline_test_acc": m[keys[0]], "baseline_latency_s": m[keys[1]],
+            "baseline_levels": m[keys[2]]}
+
+
 def plot(table: pd.DataFrame, path: Path) -> None:
     """Accuracy against latency: LinGCN per μ, the baseline circuit per job."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -74,11 +88,16 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="outputs/lingcn_ntu/multiruns/<time>")
+    parser.add_argument("--baseline-run", type=Path, default=None,
+                        help="a full run whose baseline circuit fills jobs that skipped it")
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         print(f"{args.sweep}: not a folder", file=sys.stderr)
         return 2
     table = collect(args.sweep)
+    if args.baseline_run is not None:
+        for key, value in baseline_point(args.baseline_run).items():
+            table[key] = table[key].fillna(value) if key in table else value
     table.to_csv(args.sweep / "frontier.csv", index=False)
     plot(table, args.sweep / "frontier.png")
     print(table.to_string(index=False))

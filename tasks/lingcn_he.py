@@ -101,22 +101,24 @@ def encrypted_inference_stage(
     poly = load_stage_model(cfg, spec.inputs.poly_ckpt, done, datamodule, run_dir)
     bits = (int(spec.scale_bits), int(spec.edge_bits))
     metrics, report = encrypt_and_compare(poly, activation_spec(poly), x, y, *bits, "he")
-    count = int(spec.get("baseline_samples") or len(x))
-    x, y = x[:count], y[:count]
-    if "cryptogcn" in done:
-        base = load_stage_model(cfg, "cryptogcn", done, datamodule, run_dir)
-        base_spec = activation_spec(base)
-    else:
-        log.info(
-            "No cryptogcn stage: the baseline circuit runs on the poly network's weights "
-            "(its latency and depth are comparable, its accuracy is not)"
+    base_report = None
+    if spec.get("baseline", True):
+        count = int(spec.get("baseline_samples") or len(x))
+        x, y = x[:count], y[:count]
+        if "cryptogcn" in done:
+            base = load_stage_model(cfg, "cryptogcn", done, datamodule, run_dir)
+            base_spec = activation_spec(base)
+        else:
+            log.info(
+                "No cryptogcn stage: the baseline circuit runs on the poly network's weights "
+                "(its latency and depth are comparable, its accuracy is not)"
+            )
+            base, base_spec = poly, baseline_spec(len(poly.net.blocks), poly.hparams.num_nodes)
+        base_metrics, base_report = encrypt_and_compare(base, base_spec, x, y, *bits, "he_baseline")
+        metrics.update(base_metrics)
+        metrics["he/speedup_vs_baseline"] = (
+            base_report["latency_s_per_sample"] / report["latency_s_per_sample"]
         )
-        base, base_spec = poly, baseline_spec(len(poly.net.blocks), poly.hparams.num_nodes)
-    base_metrics, base_report = encrypt_and_compare(base, base_spec, x, y, *bits, "he_baseline")
-    metrics.update(base_metrics)
-    metrics["he/speedup_vs_baseline"] = (
-        base_report["latency_s_per_sample"] / report["latency_s_per_sample"]
-    )
     stage_dir = run_dir / "he"
     (stage_dir / "he_report.json").write_text(
         json.dumps({"lingcn": report, "baseline": base_report}, indent=2, default=float) + "\n"
@@ -128,7 +130,7 @@ def encrypted_inference_stage(
             done["poly"]["metrics"].get("poly/test_acc", metrics["he/plain_acc"]),
         )
     }
-    if "cryptogcn" in done:
+    if base_report is not None and "cryptogcn" in done:
         points["CryptoGCN-style (x²)"] = (
             metrics["he_baseline/latency_s_per_sample"],
             done["cryptogcn"]["metrics"]["cryptogcn/test_acc"],

@@ -7,6 +7,13 @@ The experiment lists ``stages`` and, under ``pipeline.<stage>``, what each stage
 given there replaces the default one whole) and name the earlier stages whose best
 checkpoints they need (``inputs: {teacher_ckpt: baseline}``); other kinds name a function
 (``_target_``) called as ``fn(cfg, stage_cfg, datamodule, run_dir, done) -> metrics``.
+
+``reuse_from=<run folder>`` takes the ``reuse_stages`` finished there (their checkpoints and
+metrics) as finished here, so a sweep over a later stage's settings trains the stages it does
+not change once:
+
+    python run.py -m experiment=lingcn_ntu reuse_from=<run> reuse_stages=[baseline] \
+        pipeline.linearize.model.mu=0.5,2
 """
 
 from __future__ import annotations
@@ -35,6 +42,22 @@ def read_done(run_dir: Path) -> dict[str, dict]:
     return done
 
 
+def reused_stages(source: str | None, names: list[str]) -> dict[str, dict]:
+    """The finished stages ``names`` of the run folder ``source``; an error when one is missing."""
+    if not source:
+        return {}
+    folder = Path(source).expanduser().resolve()
+    found = {name: rec for name, rec in read_done(folder).items() if name in names}
+    missing = [name for name in names if name not in found]
+    if missing:
+        raise ValueError(
+            f"reuse_from={source!r}: {folder} has no finished stage {missing} (a finished "
+            f"stage has <stage>/{DONE_FILE}); give the folder of an earlier run of this "
+            "experiment that finished them, or change reuse_stages"
+        )
+    return found
+
+
 def stage_config(cfg: DictConfig, name: str, stage_dir: Path, inputs: dict[str, str]) -> DictConfig:
     """The run config as this training stage sees it: patched model/trainer, its own folder."""
     spec = cfg.pipeline[name]
@@ -61,6 +84,11 @@ def run_pipeline(cfg: DictConfig) -> float | None:
         )
     run_dir = Path(cfg.paths.output_dir)
     done = read_done(run_dir)
+    reuse = list(cfg.get("reuse_stages") or [])
+    for name, record in reused_stages(cfg.get("reuse_from"), reuse).items():
+        if name not in done:
+            log.info("Stage %s reused from %s", name, cfg.reuse_from)
+            done[name] = record
     for name in stages:
         needs = dict(cfg.pipeline[name].get("inputs", {}) or {})
         missing = [s for s in needs.values() if s not in done and s not in stages]
@@ -73,8 +101,9 @@ def run_pipeline(cfg: DictConfig) -> float | None:
     metrics: dict[str, float] = {}
     for index, name in enumerate(stages):
         if name in done:
-            log.info("Stage %s finished earlier (%s): skipped", name, run_dir / name / DONE_FILE)
+            log.info("Stage %s finished earlier: skipped", name)
             metrics.update(done[name]["metrics"])
+            update_metrics_json(run_dir, done[name]["metrics"])
             continue
         spec = cfg.pipeline[name]
         stage_dir = run_dir / name

@@ -41,3 +41,28 @@ def test_empty_sweep_is_an_error(tmp_path: Path) -> None:
         assert "no job folder" in str(err)
     else:
         raise AssertionError("an empty sweep must fail")
+
+
+def test_baseline_point_from_another_run(tmp_path: Path) -> None:
+    sweep, run = tmp_path / "sweep", tmp_path / "run"
+    for num, mu in enumerate([0.5, 2.0]):
+        make_job(sweep, num, mu, {
+            "linearize/gates_kept": 10 * (num + 1), "poly/test_acc": 0.8,
+            "he/latency_s_per_sample": 5.0 + num, "he/levels": 7, "cryptogcn/test_acc": 0.85,
+        })
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"poly/test_acc": 0.8}))
+    try:
+        main([str(sweep), "--baseline-run", str(run)])
+    except SystemExit as err:
+        assert "he_baseline/latency_s_per_sample" in str(err)
+    else:
+        raise AssertionError("a run without the baseline circuit must be refused")
+    (run / "metrics.json").write_text(json.dumps({
+        "cryptogcn/test_acc": 0.84, "he_baseline/latency_s_per_sample": 40.0,
+        "he_baseline/levels": 13,
+    }))
+    assert main([str(sweep), "--baseline-run", str(run)]) == 0
+    table = pd.read_csv(sweep / "frontier.csv")
+    assert table["baseline_latency_s"].tolist() == [40.0, 40.0]
+    assert table["baseline_test_acc"].tolist() == [0.85, 0.85]  # the jobs' own value wins

@@ -75,3 +75,28 @@ def test_stage_needing_a_missing_stage_fails_early(tmp_path: Path) -> None:
     proc = run_cli([*TINY, "stages=[poly]"], tmp_path, tmp_path / "cache")
     assert proc.returncode != 0
     assert "needs the finished stage(s)" in proc.stdout + proc.stderr
+
+
+def test_reuse_from_takes_finished_stages_of_another_run(
+    pipeline_run: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    source, _, cache = pipeline_run
+    args = [*TINY, f"reuse_from={source}", "pipeline.he.num_samples=2"]
+    args += ["pipeline.he.baseline=false", "reuse_stages=[baseline,linearize,poly,cryptogcn]"]
+    proc = run_cli(args, tmp_path, cache)
+    assert_ok(proc)
+    run = run_folder(proc)
+    assert run != source
+    assert (proc.stdout + proc.stderr).count("reused from") == 4
+    assert not (run / "baseline").exists()  # nothing retrained
+    metrics = json.loads((run / "metrics.json").read_text())
+    source_metrics = json.loads((source / "metrics.json").read_text())
+    assert metrics["poly/test_acc"] == source_metrics["poly/test_acc"]
+    assert metrics["he/agreement"] == 1.0
+    assert not any(key.startswith("he_baseline/") for key in metrics)
+
+
+def test_reuse_from_a_folder_without_stages_fails(tmp_path: Path) -> None:
+    proc = run_cli([*TINY, f"reuse_from={tmp_path}"], tmp_path / "logs", tmp_path / "cache")
+    assert proc.returncode != 0
+    assert "has no finished stage ['baseline', 'cryptogcn']" in proc.stdout + proc.stderr
