@@ -7,8 +7,8 @@ and the float64-capable references. Backends: "reference", "cpu" (C++/OpenMP, ve
 torch without a compiler), "triton" (``ops.maxk.triton``, loaded on first use).
 """
 
-from .autograd import BACKENDS, MaxKAggregateFunction, maxk_aggregate, spgemm, sspmm
-from .cbsr import cbsr_to_dense, decode_indices, index_dtype, maxk
+from .autograd import BACKENDS, MaxKAggregateFunction, maxk, maxk_aggregate, spgemm, sspmm
+from .cbsr import cbsr_to_dense, decode_indices, index_dtype, maxk_reference
 from .csr import NORMS, CsrAdjacency
 from .reference import (
     maxk_aggregate_reference,
@@ -28,6 +28,7 @@ __all__ = [
     "maxk",
     "maxk_aggregate",
     "maxk_aggregate_reference",
+    "maxk_reference",
     "spgemm",
     "spgemm_reference",
     "spmm_reference",

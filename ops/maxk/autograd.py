@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from .cbsr import check_cbsr, check_k, decode_indices, encode_indices
-from .cpu import spgemm_cpu, sspmm_cpu
+from .cbsr import check_cbsr, check_k, decode_indices, encode_indices, maxk_reference
+from .cpu import spgemm_cpu, sspmm_cpu, topk_cpu
 from .csr import CsrAdjacency
 from .reference import maxk_aggregate_reference, spgemm_reference, sspmm_reference
 
@@ -93,6 +93,13 @@ def _triton_args(adj: CsrAdjacency, dtype: torch.dtype) -> tuple[torch.Tensor, .
     return adj.edge_groups(), adj.col, adj.weight_as(acc)
 
 
+def _topk(h, k, backend):
+    if backend == "cpu":
+        return topk_cpu(h, k)
+    values, idx = torch.topk(h, k, dim=1, sorted=False)  # (N, k) each
+    return values, encode_indices(idx, h.shape[1])
+
+
 def _spgemm(adj, values, indices, dim, backend):
     if backend == "triton":
         meta, col, weight = _triton_args(adj, values.dtype)
@@ -105,6 +112,47 @@ def _sspmm(adj, grad_out, indices, backend):
         meta, col, weight = _triton_args(adj, grad_out.dtype)
         return torch.ops.effml.maxk_sspmm(meta, col, weight, grad_out, indices, adj.num_cols)
     return sspmm_cpu(adj, grad_out, indices)
+
+
+class MaxKFunction(torch.autograd.Function):
+    """CBSR top-k with MaxK's mask rule as backward: dx = scatter(dvalues) into zeros."""
+
+    @staticmethod
+    def forward(ctx, x, k, backend):
+        values, indices = _topk(x, k, backend)
+        ctx.mark_non_differentiable(indices)
+        ctx.save_for_backward(indices)
+        ctx.width = x.shape[1]
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, grad_values, grad_indices):
+        (indices,) = ctx.saved_tensors
+        grad_x = grad_values.new_zeros(grad_values.shape[0], ctx.width)
+        return grad_x.scatter_(1, decode_indices(indices), grad_values), None, None
+
+
+def maxk(x: torch.Tensor, k: int, backend: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries of each row of x as CBSR (values, indices) (MaxK-GNN Sec. 3).
+
+    Args:
+        x: (N, width) float, width ≤ 65535.
+        k: entries kept per row, 1 ≤ k ≤ width.
+        backend: "reference"/"triton" use ``torch.topk``; "cpu" (the default off CUDA) the
+            C++ selection. Which of equal entries is kept is unspecified.
+
+    Returns:
+        values (N, k) in x's dtype, differentiable (the gradient flows to the kept positions
+        only: MaxK's mask rule), and indices (N, k) uint8 (width ≤ 256) or int16 (low 16
+        bits; read them with ``decode_indices``). The order inside a row is unspecified.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
+        raise ValueError("x must be a 2-D (N, width) float tensor")
+    check_k(k, x.shape[1])
+    backend = resolve_backend(backend, x)
+    if backend == "reference":
+        return maxk_reference(x, k)
+    return MaxKFunction.apply(x, k, backend)
 
 
 class SpgemmFunction(torch.autograd.Function):
@@ -184,13 +232,12 @@ class MaxKAggregateFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, adj, k, backend, return_dense):
         dim = h.shape[1]
-        values, idx = torch.topk(h, k, dim=1, sorted=False)  # (N, k) each
-        indices = encode_indices(idx, dim)
-        y = _spgemm(adj, values.contiguous(), indices, dim, backend)
+        values, indices = _topk(h, k, backend)  # (N, k) each
+        y = _spgemm(adj, values, indices, dim, backend)
         ctx.save_for_backward(indices)
         ctx.adj, ctx.backend, ctx.dim, ctx.return_dense = adj, backend, dim, return_dense
         if return_dense:
-            return y, h.new_zeros(h.shape).scatter_(1, idx, values)
+            return y, h.new_zeros(h.shape).scatter_(1, decode_indices(indices), values)
         return y
 
     @staticmethod

@@ -7,10 +7,12 @@ the k entries inside a row is free. Indices are uint8 when width ≤ 256 (as in 
 CUDA code) and int16 up to width 65535: int16 keeps the low 16 bits, so read them back with
 ``decode_indices`` (``& 0xFFFF``), never with a plain cast.
 
-Top-k is ``torch.topk``: on the CPU it is a per-row partial selection, on CUDA a radix
-select; either costs one read of x (the paper measures 0.26 ms on Reddit against 15 ms for
-each sparse kernel), so a custom Triton top-k (``tl.topk`` sorts a power-of-two block per row)
-would not move the layer's time and would need padding for widths like 384.
+Top-k on CUDA (and in the reference) is ``torch.topk``, a radix select costing about one
+read of x (the paper measures 0.26 ms on Reddit against 15 ms for each sparse kernel), so a
+Triton top-k (``tl.topk`` sorts a power-of-two block per row) would not move the layer's time
+and would need padding for widths like 384. On the CPU ``torch.topk`` is slow (≈3 µs per
+row of 256, as long as the SpGEMM itself on our graphs), so the "cpu" backend selects with
+``std::nth_element`` in ``cpu_kernels.py``.
 """
 
 from __future__ import annotations
@@ -58,8 +60,8 @@ def decode_indices(indices: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"CBSR indices have dtype {indices.dtype}; expected uint8 or int16")
 
 
-def maxk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest entries of each row of x as CBSR (values, indices).
+def maxk_reference(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest entries of each row of x as CBSR (values, indices), with ``torch.topk``.
 
     Args:
         x: (N, width) float, width ≤ 65535.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from .cbsr import encode_indices
 from .cpu_kernels import load_kernels
 from .cpu_torch import spgemm_torch, sspmm_torch
 from .csr import CsrAdjacency
@@ -31,3 +32,12 @@ def sspmm_cpu(adj: CsrAdjacency, grad_out: torch.Tensor, indices: torch.Tensor) 
     if kernels is None:
         return sspmm_torch(adj, grad_out, indices)
     return kernels.sspmm(adj, grad_out, indices)
+
+
+def topk_cpu(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """CBSR (values, indices) of the k largest entries per row, no autograd graph."""
+    kernels = load_kernels() if x.device.type == "cpu" else None
+    if kernels is None:
+        values, idx = torch.topk(x, k, dim=1, sorted=False)
+        return values, encode_indices(idx, x.shape[1])
+    return kernels.topk(x, k)

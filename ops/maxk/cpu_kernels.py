@@ -1,11 +1,15 @@
 """C++/OpenMP SpGEMM and SSpMM for the CPU, compiled once with ``load_inline`` and cached.
 
-Forward (row-parallel, MaxK-GNN Eq. 3): each thread owns a range of rows of A, balanced by
-cost (k per nonzero plus dim per row); for row i it accumulates w_ij · values[j, :] into a
-dim-wide buffer at indices[j, :] (the paper's shared-memory row buffer, here in L1) and
-writes the finished row once. k scattered FMAs per nonzero instead of SpMM's dim.
+Top-k: per row a binary search over orderable integer keys, each probe one vectorised count
+(``torch.topk`` costs about as much as the SpGEMM itself on the CPU).
 
-Backward (MaxK-GNN Eq. 4, no A^T): dXs[j, l] = Σ_i w_ij · dY[i, indices[j, l]]. Each thread
+Forward (row-parallel, MaxK-GNN Eq. 3): rows of A are cut into parts of equal cost (k per
+nonzero plus dim per row), handed to threads dynamically; for row i the kernel zeroes the
+output row (the paper's shared-memory row buffer; 1 KiB at dim 256, so it stays in L1) and
+adds w_ij · values[j, l] at indices[j, l] for every nonzero: k scalar FMAs per nonzero
+instead of SpMM's dim. Scalar on purpose: AVX-512 gather/scatter measured slower on Zen 4.
+
+Backward (MaxK-GNN Eq. 4, no A^T): dXs[j, l] = Σ_i w_ij · dY[i, indices[j, l]]. Each part
 owns a range of columns j (balanced by nonzeros per column, a count cached per graph) and
 walks every row of A, finding its column range inside the row by binary search (columns are
 sorted), so no two threads write the same dXs row: no atomics, no transpose, and the
@@ -40,6 +44,9 @@ CPP_SOURCE = r"""
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
 #include <vector>
 
 namespace {
@@ -66,10 +73,25 @@ std::vector<int64_t> split_even(int64_t n, int64_t parts, Cost cost) {
   return bounds;
 }
 
-// One part per thread, or a single inline part for small problems (a parallel region costs
-// more than it saves there, and much more when the cores are oversubscribed).
-inline int64_t num_parts(int64_t work) {
-  return work < (int64_t(1) << 16) ? 1 : std::max<int64_t>(1, at::get_num_threads());
+// Parts for `work` units: one inline part for small problems (a parallel region costs more
+// than it saves there), else up to `per_thread` parts per thread, handed out dynamically so
+// a thread that gets descheduled (shared cores) does not hold up the others.
+inline int64_t num_parts(int64_t work, int64_t per_thread) {
+  if (work < (int64_t(1) << 16)) return 1;
+  return std::max<int64_t>(1, at::get_num_threads() * std::max<int64_t>(1, per_thread));
+}
+
+template <typename F>
+void run_parts(int64_t parts, const F& fn) {
+  if (parts <= 1) {
+    fn(int64_t(0));
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  const int64_t threads = std::min<int64_t>(parts, at::get_num_threads());
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t p = next.fetch_add(1); p < parts; p = next.fetch_add(1)) fn(p);
+  });
 }
 
 template <typename scalar_t, typename index_t>
@@ -77,22 +99,19 @@ void spgemm_impl(const int64_t* rowptr, const int64_t* col, const at::opmath_typ
                  const scalar_t* values, const index_t* indices,
                  at::opmath_type<scalar_t>* y, int64_t rows, int64_t k, int64_t dim) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t parts = num_parts(rowptr[rows] * k + rows * dim);
+  const int64_t parts = num_parts(rowptr[rows] * k + rows * dim, 8);
   const auto bounds = split_even(rows, parts, [&](int64_t r) { return rowptr[r] * k + r * dim; });
-  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      for (int64_t i = bounds[p]; i < bounds[p + 1]; ++i) {
-        acc_t* out = y + i * dim;
-        std::fill(out, out + dim, acc_t(0));
-        for (int64_t e = rowptr[i]; e < rowptr[i + 1]; ++e) {
-          const int64_t j = col[e];
-          const acc_t wt = w[e];
-          const scalar_t* v = values + j * k;
-          const index_t* ix = indices + j * k;
-          // the k ids of one CBSR row are distinct: no conflicts inside this loop
-#pragma omp simd
-          for (int64_t l = 0; l < k; ++l) out[decode(ix[l])] += wt * static_cast<acc_t>(v[l]);
-        }
+  run_parts(parts, [&](int64_t p) {
+    for (int64_t i = bounds[p]; i < bounds[p + 1]; ++i) {
+      acc_t* out = y + i * dim;
+      std::fill(out, out + dim, acc_t(0));
+      for (int64_t e = rowptr[i]; e < rowptr[i + 1]; ++e) {
+        const int64_t j = col[e];
+        const acc_t wt = w[e];
+        const scalar_t* v = values + j * k;
+        const index_t* ix = indices + j * k;
+        // scalar on purpose: AVX-512 gather/scatter measured slower here (Zen 4)
+        for (int64_t l = 0; l < k; ++l) out[decode(ix[l])] += wt * static_cast<acc_t>(v[l]);
       }
     }
   });
@@ -104,30 +123,92 @@ void sspmm_impl(const int64_t* rowptr, const int64_t* col, const at::opmath_type
                 at::opmath_type<scalar_t>* dxs, int64_t rows, int64_t cols, int64_t k,
                 int64_t dim) {
   using acc_t = at::opmath_type<scalar_t>;
-  const int64_t parts = num_parts(colptr[cols] * k + rows);
+  // every part walks all rows (a binary search each): keep parts × rows small next to nnz × k
+  const int64_t per_thread =
+      colptr[cols] * k / (std::max<int64_t>(rows, 1) * 256 * at::get_num_threads());
+  const int64_t parts = num_parts(colptr[cols] * k + rows, std::min<int64_t>(per_thread, 8));
   const auto bounds = split_even(cols, parts, [&](int64_t c) { return colptr[c] * k + c * k; });
-  at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      const int64_t c0 = bounds[p], c1 = bounds[p + 1];
-      if (c0 == c1) continue;
-      const bool all_cols = c0 == 0 && c1 == cols;
-      for (int64_t i = 0; i < rows; ++i) {
-        const int64_t* first = col + rowptr[i];
-        const int64_t* last = col + rowptr[i + 1];
-        if (first == last) continue;
-        if (!all_cols) {
-          first = std::lower_bound(first, last, c0);
-          last = std::lower_bound(first, last, c1);
-        }
-        const scalar_t* dyr = dy + i * dim;
-        for (const int64_t* c = first; c < last; ++c) {
-          const int64_t e = c - col;
-          const int64_t j = *c;
-          const acc_t wt = w[e];
-          const index_t* ix = indices + j * k;
-          acc_t* out = dxs + j * k;
+  run_parts(parts, [&](int64_t p) {
+    const int64_t c0 = bounds[p], c1 = bounds[p + 1];
+    if (c0 == c1) return;
+    const bool all_cols = c0 == 0 && c1 == cols;
+    for (int64_t i = 0; i < rows; ++i) {
+      const int64_t* first = col + rowptr[i];
+      const int64_t* last = col + rowptr[i + 1];
+      if (first == last) continue;
+      if (!all_cols) {
+        first = std::lower_bound(first, last, c0);
+        last = std::lower_bound(first, last, c1);
+      }
+      const scalar_t* dyr = dy + i * dim;
+      for (const int64_t* c = first; c < last; ++c) {
+        const int64_t e = c - col;
+        const int64_t j = *c;
+        const acc_t wt = w[e];
+        const index_t* ix = indices + j * k;
+        acc_t* out = dxs + j * k;
 #pragma omp simd
-          for (int64_t l = 0; l < k; ++l) out[l] += wt * static_cast<acc_t>(dyr[decode(ix[l])]);
+        for (int64_t l = 0; l < k; ++l) out[l] += wt * static_cast<acc_t>(dyr[decode(ix[l])]);
+      }
+    }
+  });
+}
+
+
+// Orderable integer keys: a > b as floats (NaN largest, as torch.topk) iff key(a) > key(b).
+inline uint32_t order_key(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+inline uint64_t order_key(double v) {
+  uint64_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
+}
+
+template <typename key_t>
+inline int64_t count_at_least(const key_t* __restrict keys, int64_t n, key_t t) {
+  uint32_t count = 0;  // 32-bit so the loop vectorises
+  for (int64_t c = 0; c < n; ++c) count += static_cast<uint32_t>(keys[c] >= t);
+  return count;
+}
+
+// Per row: binary search on the orderable keys for the k-th largest key T (each probe one
+// vectorised count over the row), then keep every entry above T and the first entries equal
+// to T (ties: lower columns win). About 5x faster than torch.topk on rows of 256 here.
+template <typename scalar_t, typename index_t>
+void topk_impl(const scalar_t* x, scalar_t* values, index_t* indices, int64_t rows,
+               int64_t width, int64_t k) {
+  using acc_t = at::opmath_type<scalar_t>;
+  using key_t = decltype(order_key(acc_t(0)));
+  const int64_t parts = num_parts(rows * width, 8);
+  run_parts(parts, [&](int64_t p) {
+    std::vector<key_t> keys(width);
+    for (int64_t i = rows * p / parts; i < rows * (p + 1) / parts; ++i) {
+      const scalar_t* xr = x + i * width;
+      scalar_t* vr = values + i * k;
+      index_t* ir = indices + i * k;
+      key_t lo = std::numeric_limits<key_t>::max(), hi = 0;
+      for (int64_t c = 0; c < width; ++c) {
+        keys[c] = order_key(static_cast<acc_t>(xr[c]));
+        lo = std::min(lo, keys[c]);
+        hi = std::max(hi, keys[c]);
+      }
+      while (lo < hi) {  // invariant: at least k keys >= lo, fewer than k keys > hi
+        const key_t mid = lo + (hi - lo) / 2 + 1;
+        if (count_at_least(keys.data(), width, mid) >= k) lo = mid; else hi = mid - 1;
+      }
+      int64_t kept = 0;  // fewer than k keys exceed lo: the writes stay inside the row
+      for (int64_t c = 0; c < width; ++c) {
+        vr[kept] = xr[c];
+        ir[kept] = static_cast<index_t>(c);
+        kept += keys[c] > lo;
+      }
+      for (int64_t c = 0; kept < k; ++c) {
+        if (keys[c] == lo) {
+          vr[kept] = xr[c];
+          ir[kept++] = static_cast<index_t>(c);
         }
       }
     }
@@ -135,6 +216,22 @@ void sspmm_impl(const int64_t* rowptr, const int64_t* col, const at::opmath_type
 }
 
 }  // namespace
+
+std::vector<torch::Tensor> topk(torch::Tensor x, int64_t k, bool wide) {
+  const int64_t rows = x.size(0), width = x.size(1);
+  auto values = torch::empty({rows, k}, x.options());
+  auto indices = torch::empty({rows, k}, x.options().dtype(wide ? at::kShort : at::kByte));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "topk", [&] {
+    if (wide) {
+      topk_impl<scalar_t, int16_t>(x.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
+          indices.data_ptr<int16_t>(), rows, width, k);
+    } else {
+      topk_impl<scalar_t, uint8_t>(x.data_ptr<scalar_t>(), values.data_ptr<scalar_t>(),
+          indices.data_ptr<uint8_t>(), rows, width, k);
+    }
+  });
+  return {values, indices};
+}
 
 torch::Tensor spgemm(torch::Tensor rowptr, torch::Tensor col, torch::Tensor weight,
                      torch::Tensor values, torch::Tensor indices, int64_t dim) {
@@ -208,6 +305,11 @@ class CpuKernels:
     def _col64(adj: CsrAdjacency) -> torch.Tensor:
         return adj.col if adj.col.dtype == torch.int64 else adj.cached("col64", adj.col.long)
 
+    def topk(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """CBSR (values, indices) of the k largest entries per row (NaN counts as largest)."""
+        values, indices = self.module.topk(x.contiguous(), k, x.shape[1] > 256)
+        return values, indices
+
     def spgemm(
         self, adj: CsrAdjacency, values: torch.Tensor, indices: torch.Tensor, dim: int
     ) -> torch.Tensor:
@@ -253,7 +355,7 @@ def load_kernels() -> CpuKernels | None:
         module = load_inline(
             name=name,
             cpp_sources=[CPP_SOURCE],
-            functions=["spgemm", "sspmm"],
+            functions=["topk", "spgemm", "sspmm"],
             extra_cflags=CFLAGS,
             extra_ldflags=["-fopenmp"],
             build_directory=str(build_dir),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .cbsr import cbsr_to_dense, check_cbsr, decode_indices, maxk
+from .cbsr import cbsr_to_dense, check_cbsr, decode_indices, maxk_reference
 from .csr import CsrAdjacency
 
 EDGE_CHUNK = 1 << 16
@@ -60,7 +60,7 @@ def maxk_aggregate_reference(
     adj: CsrAdjacency, h: torch.Tensor, k: int, return_dense: bool = False
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Y = A · maxk(h, k) under plain autograd; with return_dense also maxk(h, k) as dense."""
-    values, indices = maxk(h, k)
+    values, indices = maxk_reference(h, k)
     check_cbsr(values, indices, h.shape[1])
     y = spgemm_reference(adj, values, indices, h.shape[1])
     if return_dense:

@@ -389,3 +389,24 @@ def test_cuda_default_backend_is_triton_and_large_graph():
     y = maxk_aggregate(adj, h, 32)
     want = maxk_aggregate_reference(adj.to("cpu"), h.double().cpu(), 32)
     assert max_rel_err(y.cpu(), want) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(("width", "k"), [(256, 32), (40, 7), (300, 13), (40000, 5), (9, 9)])
+def test_cpu_topk_matches_torch_topk(width, k, dtype):
+    gen = torch.Generator().manual_seed(width + k)
+    x = torch.randn(37, width, generator=gen).to(dtype)
+    x[3, 5] = float("nan")  # torch.topk ranks NaN above everything
+    x[4] = -float("inf")
+    x[4, width - 1] = float("inf")
+    values, indices = maxk(x, k, backend="cpu")
+    ref_values, ref_idx = torch.topk(x, k, dim=1)
+    assert indices.dtype == (torch.uint8 if width <= 256 else torch.int16)
+    got = torch.gather(x, 1, decode_indices(indices))
+    torch.testing.assert_close(got, values, equal_nan=True)
+    torch.testing.assert_close(
+        values.float().sort(dim=1).values, ref_values.float().sort(dim=1).values, equal_nan=True
+    )
+    assert int(decode_indices(indices)[3].eq(5).sum()) == 1
+    assert int(decode_indices(indices)[4].eq(width - 1).sum()) == 1
+    assert decode_indices(indices).sort(dim=1).values.diff(dim=1).gt(0).all(), "repeated ids"
