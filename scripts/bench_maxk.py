@@ -269,6 +269,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epoch-k", type=int, default=32)
     parser.add_argument("--epoch-layers", type=int, default=3)
     parser.add_argument("--classes", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
     args.ks = [int(k) for k in args.k.split(",") if k.strip()]
     if not args.ks or any(k < 1 or k > args.dim for k in args.ks):
@@ -282,6 +283,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     path = resolve_graph(args.graph, args.data_dir)
     name = path.name.removesuffix(".gz").removesuffix(".edges").removesuffix(".txt")
@@ -324,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict:
         spmm_layer = at_k["spmm_ms"] + at_k["spmm_t_ms"]
         share = min(1.0, args.epoch_layers * spmm_layer / epochs["relu"])
         kernel = spmm_layer / (at_k["topk_ms"] + at_k["spgemm_ms"] + at_k["sspmm_ms"])
+        if args.epoch_k not in rows:
+            result["epoch_kernels"] = at_k
         result.update(
             epoch_k=args.epoch_k,
             epoch_layers=args.epoch_layers,
