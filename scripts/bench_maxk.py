@@ -34,6 +34,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -99,18 +100,40 @@ def read_edge_file(path: Path) -> tuple[torch.Tensor, int]:
     return edge_index, nodes
 
 
-def make_timer(device: torch.device, min_run_time: float) -> Callable[[Callable], float]:
-    """Median milliseconds of fn(): do_bench on CUDA, torch.utils.benchmark on the CPU."""
+def make_timer(device: torch.device, args: argparse.Namespace) -> Callable[[dict], dict]:
+    """Median milliseconds of each fn in {name: fn}.
+
+    CUDA: ``triton.testing.do_bench``. CPU: ``torch.utils.benchmark`` in ``args.rounds``
+    interleaved rounds (every fn once per round, ``min_run_time / rounds`` seconds each), the
+    median over rounds, so load from other processes hits the baseline and the kernels alike;
+    ``--clock cpu`` counts process CPU time instead of wall time (robust on shared cores with
+    ``--threads 1``).
+    """
     if device.type == "cuda":
         import triton.testing
 
-        return lambda fn: float(triton.testing.do_bench(fn, return_mode="median"))
+        def gpu_times(fns: dict) -> dict:
+            out = {}
+            for name, fn in fns.items():
+                log(f"    {name} ...")
+                out[name] = float(triton.testing.do_bench(fn, return_mode="median"))
+            return out
 
-    def cpu_time(fn: Callable) -> float:
-        timer = benchmark.Timer(stmt="fn()", globals={"fn": fn})
-        return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+        return gpu_times
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    rounds = max(1, args.rounds)
 
-    return cpu_time
+    def cpu_times(fns: dict) -> dict:
+        samples = {name: [] for name in fns}
+        for r in range(rounds):
+            log(f"    round {r + 1}/{rounds}: {', '.join(fns)}")
+            for name, fn in fns.items():
+                timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, timer=clock)
+                measured = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
+                samples[name].append(measured.median * 1e3)
+        return {name: statistics.median(values) for name, values in samples.items()}
+
+    return cpu_times
 
 
 def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
@@ -164,7 +187,7 @@ def time_epochs(args, graph: dict, n: int, device, timer) -> dict:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, args.dim, generator=gen).to(device)
     labels = torch.randint(0, args.classes, (n,), generator=gen).to(device)
-    times = {}
+    steps = {}
     for name, k in (("relu", None), ("maxk", args.epoch_k)):
         torch.manual_seed(0)
         model = SageNet(args.dim, args.classes, args.epoch_layers, k, args.backend).to(device)
@@ -176,26 +199,29 @@ def time_epochs(args, graph: dict, n: int, device, timer) -> dict:
             opt.step()
 
         step()  # warm-up: kernels built, caches filled
-        log(f"  epoch {name} ...")
-        times[name] = timer(step)
-    return times
+        steps[name] = step
+    log("  epochs: relu, maxk")
+    return timer(steps)
 
 
 def bench_k(k: int, args, adj, a, a_t, a64, a_t64, h, dy, timer) -> dict:
     """One row of the table: times, speedups and errors at this k."""
-    values, indices = maxk(h, k)
+    values, indices = maxk(h, k, backend=args.backend)
     idx = decode_indices(indices)
+    log(f"  k={k}: spmm, topk, spgemm, sspmm, dense_bwd, spmm_t")
     row = {"k": k}
-    for key, fn in (
-        ("spmm_ms", lambda: a @ h),
-        ("topk_ms", lambda: maxk(h, k)),
-        ("spgemm_ms", lambda: spgemm(adj, values, indices, args.dim, backend=args.backend)),
-        ("sspmm_ms", lambda: sspmm(adj, dy, indices, backend=args.backend)),
-        ("dense_bwd_ms", lambda: (a_t @ dy).gather(1, idx)),
-        ("spmm_t_ms", lambda: a_t @ dy),
-    ):
-        log(f"  k={k}: {key.removesuffix('_ms')} ...")
-        row[key] = timer(fn)
+    row.update(
+        timer(
+            {
+                "spmm_ms": lambda: a @ h,
+                "topk_ms": lambda: maxk(h, k, backend=args.backend),
+                "spgemm_ms": lambda: spgemm(adj, values, indices, args.dim, backend=args.backend),
+                "sspmm_ms": lambda: sspmm(adj, dy, indices, backend=args.backend),
+                "dense_bwd_ms": lambda: (a_t @ dy).gather(1, idx),
+                "spmm_t_ms": lambda: a_t @ dy,
+            }
+        )
+    )
     row["spgemm_speedup"] = row["spmm_ms"] / row["spgemm_ms"]
     row["maxk_fwd_speedup"] = row["spmm_ms"] / (row["topk_ms"] + row["spgemm_ms"])
     row["sspmm_speedup"] = row["dense_bwd_ms"] / row["sspmm_ms"]
@@ -264,12 +290,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="CPU seconds per timing")
+    parser.add_argument("--min-run-time", type=float, default=2.0, help="CPU seconds per timing")
     parser.add_argument("--epoch", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--epoch-k", type=int, default=32)
     parser.add_argument("--epoch-layers", type=int, default=3)
     parser.add_argument("--classes", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved CPU timing rounds")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="CPU timer")
     args = parser.parse_args(argv)
     args.ks = [int(k) for k in args.k.split(",") if k.strip()]
     if not args.ks or any(k < 1 or k > args.dim for k in args.ks):
@@ -297,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict:
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(n, args.dim, generator=gen).to(device)
     dy = torch.randn(n, args.dim, generator=gen).to(device)
-    timer = make_timer(device, args.min_run_time)
+    timer = make_timer(device, args)
     result = {
         "graph": name,
         "nodes": n,
@@ -307,6 +335,7 @@ def main(argv: list[str] | None = None) -> dict:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "backend": args.backend,
         "threads": torch.get_num_threads(),
+        "clock": args.clock if device.type == "cpu" else "cuda",
         "torch": torch.__version__,
         "host": platform.node(),
         "results": [],

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import torch
 
-from .cbsr import check_cbsr, check_k, decode_indices, encode_indices, maxk_reference
+from .cbsr import (
+    check_cbsr,
+    check_indices,
+    check_k,
+    decode_indices,
+    encode_indices,
+    maxk_reference,
+)
 from .cpu import spgemm_cpu, sspmm_cpu, topk_cpu
 from .csr import CsrAdjacency
 from .reference import maxk_aggregate_reference, spgemm_reference, sspmm_reference
@@ -211,9 +218,13 @@ def sspmm(
     """
     _check_adjacency(adj)
     _check_operands(adj, grad_out, "grad_out", adj.num_rows)
-    check_cbsr(grad_out.new_empty(indices.shape), indices, grad_out.shape[1])
+    check_indices(indices, grad_out.shape[1])
     if indices.device != grad_out.device:
         raise ValueError(f"indices are on {indices.device} but grad_out on {grad_out.device}")
+    if indices.shape[0] != adj.num_cols:
+        raise ValueError(
+            f"indices have {indices.shape[0]} rows but the adjacency has {adj.num_cols} columns"
+        )
     backend = resolve_backend(backend, grad_out)
     if backend == "reference":
         return sspmm_reference(adj, grad_out, indices)

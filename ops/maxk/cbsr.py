@@ -85,6 +85,22 @@ def cbsr_to_dense(values: torch.Tensor, indices: torch.Tensor, dim: int) -> torc
     return dense.scatter(1, decode_indices(indices), values)
 
 
+def check_indices(indices: torch.Tensor, dim: int) -> None:
+    """Raise unless ``indices`` are (N, k) CBSR column ids in the index dtype for ``dim``."""
+    if not isinstance(indices, torch.Tensor) or indices.dim() != 2:
+        raise ValueError("CBSR indices must be a 2-D (N, k) tensor")
+    if indices.shape[1]:
+        check_k(indices.shape[1], dim)
+    else:
+        check_width(dim)
+    want = index_dtype(dim)
+    if indices.dtype != want:
+        raise ValueError(
+            f"CBSR indices have dtype {indices.dtype} but width {dim} needs {want} "
+            "(uint8 for width ≤ 256, int16 above): build them with maxk()"
+        )
+
+
 def check_cbsr(values: torch.Tensor, indices: torch.Tensor, dim: int) -> None:
     """Raise unless (values, indices) is a CBSR pair for width ``dim``."""
     if values.dim() != 2 or indices.shape != values.shape:
@@ -96,10 +112,4 @@ def check_cbsr(values: torch.Tensor, indices: torch.Tensor, dim: int) -> None:
         raise ValueError(
             f"CBSR values are on {values.device} but indices on {indices.device}: move both"
         )
-    check_k(values.shape[1], dim) if values.shape[1] else check_width(dim)
-    want = index_dtype(dim)
-    if indices.dtype != want:
-        raise ValueError(
-            f"CBSR indices have dtype {indices.dtype} but width {dim} needs {want} "
-            "(uint8 for width ≤ 256, int16 above): build them with maxk()"
-        )
+    check_indices(indices, dim)

@@ -105,6 +105,7 @@ BACKEND_DTYPES = [
     ("cpu", torch.float16),
     ("triton", torch.float32),
     ("triton", torch.float64),
+    ("triton", torch.float16),
 ]
 
 
@@ -307,6 +308,10 @@ def test_bad_operands():
         spgemm(adj, values, indices, 200)
     with pytest.raises(ValueError, match="grad_out has 5 rows"):
         sspmm(adj, torch.randn(5, 300), indices)
+    with pytest.raises(ValueError, match="indices have 3 rows but the adjacency has 5 columns"):
+        sspmm(adj, torch.randn(4, 300), indices[:3])
+    with pytest.raises(ValueError, match="needs torch.int16"):
+        sspmm(adj, torch.randn(4, 300), indices.to(torch.uint8))
 
 
 # ---------------------------------------------------------------- real graphs
