@@ -81,8 +81,13 @@ class CachedGraph:
         return self._sparse[dtype]
 
     def same_tensor(self, edge_index: torch.Tensor) -> bool:
+        """True for this graph's own tensor, unchanged since (a slice of it is not the same)."""
+        held = self.edge_index
         return (
-            edge_index.data_ptr() == self.edge_index.data_ptr()
+            edge_index.data_ptr() == held.data_ptr()
+            and edge_index.device == held.device
+            and edge_index.shape == held.shape
+            and edge_index.stride() == held.stride()
             and edge_index._version == self.version
         )
 

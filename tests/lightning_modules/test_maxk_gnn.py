@@ -164,9 +164,11 @@ def test_adjacency_is_built_once_per_graph() -> None:
     assert net.adjacency.builds == 1 and net.adjacency.graphs[0].csr is csr
     net(x, tiny_graph(seed=1)[1])
     assert net.adjacency.builds == 2
+    net(x, edge_index[:, :50])  # a slice shares the storage's first address, not the graph
+    assert net.adjacency.builds == 3
     edge_index[0, 0] = (edge_index[0, 0] + 1) % N  # edited in place: a different graph
     net(x, edge_index)
-    assert net.adjacency.builds == 3
+    assert net.adjacency.builds == 4
 
 
 def test_stack_structure_refuses_maxk() -> None:
