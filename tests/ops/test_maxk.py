@@ -415,3 +415,21 @@ def test_cpu_topk_matches_torch_topk(width, k, dtype):
     assert int(decode_indices(indices)[3].eq(5).sum()) == 1
     assert int(decode_indices(indices)[4].eq(width - 1).sum()) == 1
     assert decode_indices(indices).sort(dim=1).values.diff(dim=1).gt(0).all(), "repeated ids"
+
+
+def test_cpu_path_falls_back_without_compiled_kernels(monkeypatch, caplog):
+    """No compiler (or no source): a logged warning and the vectorised-torch path."""
+    import ops.maxk.cpu as maxk_cpu
+    import ops.maxk.cpu_kernels as kernels
+
+    monkeypatch.setattr(kernels, "CPP_FILE", Path("/nonexistent/cpu_kernels.cpp"))
+    with caplog.at_level("WARNING", logger=kernels.__name__):
+        assert kernels.load_kernels.__wrapped__() is None
+    assert "vectorised torch" in caplog.text
+    monkeypatch.setenv("EFFML_MAXK_NO_CPP", "1")
+    assert kernels.load_kernels.__wrapped__() is None
+    monkeypatch.setattr(maxk_cpu, "load_kernels", lambda: None)
+    adj = random_adjacency(9, 7, 4, seed=3)
+    h = distinct_features(7, 20, seed=4)
+    y = maxk_aggregate(adj, h.float(), 6, backend="cpu")
+    assert max_rel_err(y, maxk_aggregate_reference(adj, h, 6)) < 1e-5
