@@ -81,8 +81,8 @@ def select_parameters(
             return CkksParameters(n, bits, scale_bits)
     n_max = max(SECURITY_CAP_BITS)
     raise HeParameterError(
-        f"the packing needs {slots_needed} slots per node ciphertext (channels × frames × persons, "
-        f"padded to powers of two) but N = {n_max} has {n_max // 2}: use fewer frames or channels"
+        f"the packing needs {slots_needed} slots per ciphertext (channels × frames × persons, "
+        f"padded to powers of two) but N = {n_max} has {n_max // 2}"
     )
 
 

@@ -14,6 +14,8 @@ encoding, and all-zero diagonals are skipped.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from he.ckks import Ciphertext, CkksBackend, Plaintext
@@ -44,6 +46,15 @@ def diagonal_support(c_out: int, c_in: int, c_pad: int) -> set[int]:
     return {(i - c) % c_pad for c in range(c_out) for i in range(c_in)}
 
 
+def block_support(c_out: int, c_in: int, c_blk: int) -> set[int]:
+    """Channel diagonals j any C_blk × C_blk block of a dense (C_out, C_in) map can occupy."""
+    out: set[int] = set()
+    for bo in range(0, c_out, c_blk):
+        for bi in range(0, c_in, c_blk):
+            out |= diagonal_support(min(c_blk, c_out - bo), min(c_blk, c_in - bi), c_blk)
+    return out
+
+
 class DiagonalProducts:
     """BSGS evaluation on one backend and slot layout."""
 
@@ -66,24 +77,58 @@ class DiagonalProducts:
         self, diags: dict[tuple[int, int], np.ndarray], n1: int, level: int, scale: float
     ) -> Giants:
         """Encode diagonals {(j, shift): D} pre-rotated for their giant step."""
-        out = {}
+        return dict(self._encoded(diags, n1, level, scale))
+
+    def _encoded(
+        self, diags: dict[tuple[int, int], np.ndarray], n1: int, level: int, scale: float
+    ) -> Iterator[tuple[tuple[int, int, int], Plaintext]]:
         for (j, shift), vec in diags.items():
             g = j - j % n1
             rolled = np.roll(vec, g * self.layout.channel_step)  # rot(D, −g·L)
-            out[(g, j % n1, shift)] = self.backend.encode(rolled, level, scale)
-        return out
+            yield (g, j % n1, shift), self.backend.encode(rolled, level, scale)
+
+    def accumulate(
+        self,
+        acc: dict[int, Ciphertext],
+        babies: Babies,
+        diags: dict[tuple[int, int], np.ndarray],
+        n1: int,
+        level: int,
+        scale: float,
+    ) -> None:
+        """acc[g] += Σ babies ⊙ rot(D, −g·L), encoding each diagonal only while it is used.
+
+        The streaming form of :meth:`encode` + :meth:`apply` for layers whose plaintexts are
+        too many to hold at once (channel blocks at NTU size).
+        """
+        for key, pt in self._encoded(diags, n1, level, scale):
+            self._add_product(acc, babies, key, pt)
+
+    def _add_product(
+        self, acc: dict[int, Ciphertext], babies: Babies, key: tuple[int, int, int], pt: Plaintext
+    ) -> None:
+        g, jb, shift = key
+        prod = self.backend.multiply_plain(babies[(jb, shift)], pt)
+        if g in acc:
+            self.backend.add_inplace(acc[g], prod)
+        else:
+            acc[g] = prod
+
+    def add_encoded(self, acc: dict[int, Ciphertext], babies: Babies, giants: Giants) -> None:
+        """acc[g] += Σ_b babies[b] ⊙ giants[g, b] with giants from :meth:`encode`."""
+        for key, pt in giants.items():
+            self._add_product(acc, babies, key, pt)
 
     def apply(self, terms: list[tuple[Babies, Giants]]) -> Ciphertext:
         """Σ_g rot(Σ_terms Σ_b babies[b] ⊙ giants[g, b], g·L), not yet rescaled."""
-        be, acc = self.backend, {}
+        acc: dict[int, Ciphertext] = {}
         for babies, giants in terms:
-            for (g, jb, shift), pt in giants.items():
-                prod = be.multiply_plain(babies[(jb, shift)], pt)
-                if g in acc:
-                    be.add_inplace(acc[g], prod)
-                else:
-                    acc[g] = prod
-        out = None
+            self.add_encoded(acc, babies, giants)
+        return self.finish(acc)
+
+    def finish(self, acc: dict[int, Ciphertext]) -> Ciphertext:
+        """Σ_g rot(acc[g], g·L): the giant steps."""
+        be, out = self.backend, None
         for g in sorted(acc):
             part = acc[g] if g == 0 else be.rotate(acc[g], g * self.layout.channel_step)
             if out is None:

@@ -1,6 +1,6 @@
 """Slot layout of the node ciphertexts and the plaintext diagonals of the linear layers.
 
-Layout (one ciphertext per graph node v): slot ``s = c·L + τ·B + b`` with
+Layout (one ciphertext per graph node v and channel block): slot ``s = c·L + τ·B + b`` with
 ``B = slots / (C_pad·T_pad)`` (the batch lanes), ``L = T_pad·B`` (one channel's block) and
 ``b = sample·M + m``. C_pad and T_pad are powers of two, so ``C_pad·L = slots`` and a rotation
 by ``j·L`` is a cyclic channel shift c → c + j (mod C_pad): the 1×1 convolutions need no
@@ -8,6 +8,11 @@ replicated copy. The B lanes pack B/M clips (with their M persons) side by side:
 rotation, multiply and key switch serves them all at once (SIMD batching), and since
 latency is dominated by per-ciphertext rotations, the per-sample cost falls by B/M while
 the latency of one batch stays that of one clip.
+
+Channel blocks: when C_pad·T_pad·M exceeds the slots (NTU-60 at T = 256 with 128–256
+channels), each node is held as ⌈C / C_blk⌉ ciphertexts of C_blk channels each (channel c in
+block c // C_blk at c mod C_blk); ``channels`` is then C_blk, and a (C_out, C_in) map becomes
+block maps (bo, bi) of C_blk × C_blk, each with its own channel diagonals (he.linear).
 
 Frames: a layer whose frames were subsampled by a product of strides d ("dilation") keeps
 logical frame t at τ = t·d; a stride-s temporal conv is computed at every valid input
@@ -67,13 +72,18 @@ class SlotLayout:
         """The rotation that shifts logical frames by one at ``dilation``."""
         return dilation * self.lanes
 
+    def block_count(self, channels: int) -> int:
+        """Ciphertexts per node for a tensor of ``channels`` channels."""
+        return -(-channels // self.channels)
+
     def pack(self, x: np.ndarray) -> np.ndarray:
-        """Clips (S ≤ samples, C, T, V, M) → node vectors (V, slots)."""
+        """Clips (S ≤ samples, C, T, V, M) → node block vectors (V, ⌈C / C_blk⌉, slots)."""
         s, c, t, v, m = x.shape
-        out = np.zeros((v, self.channels, self.frames, self.lanes))
+        blocks = self.block_count(c)
+        out = np.zeros((v, blocks * self.channels, self.frames, self.lanes))
         lanes = x.transpose(3, 1, 2, 0, 4).reshape(v, c, t, s * m)  # b = sample·M + m
         out[:, :c, :t, : s * m] = lanes
-        return out.reshape(v, self.slots)
+        return out.reshape(v, blocks, self.slots)
 
     def frame_mask(self, frames: int, dilation: int) -> np.ndarray:
         """(T_pad, B) bool: physical frames holding one of ``frames`` logical frames, used lanes."""
@@ -125,6 +135,22 @@ class SlotLayout:
                 out[j] = vec.reshape(self.slots)
         return out
 
+    def block_diagonals(
+        self, weight: np.ndarray, mask: np.ndarray, out_block: int, in_block: int
+    ) -> dict[int, np.ndarray]:
+        """:meth:`diagonals` of the (out_block, in_block) C_blk × C_blk part of ``weight``."""
+        cb = self.channels
+        part = weight[:, out_block * cb : (out_block + 1) * cb, in_block * cb : (in_block + 1) * cb]
+        return self.diagonals(part, mask) if part.size else {}
+
+    def block_vectors(self, values: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+        """:meth:`channel_vector` per channel block of ``values`` (P, C)."""
+        cb = self.channels
+        return [
+            self.channel_vector(values[:, i * cb : (i + 1) * cb], mask)
+            for i in range(self.block_count(values.shape[1]))
+        ]
+
     def channel_vector(self, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per-(lane person, channel) constants (P, C) broadcast over valid slots → (slots,)."""
         full = np.zeros((values.shape[0], self.channels))
@@ -133,7 +159,8 @@ class SlotLayout:
         return (lanes[:, None, :] * mask[None]).reshape(self.slots)
 
     def logit_slots(self, num_classes: int) -> np.ndarray:
-        """(samples, K) slot indices of the logits after the readout's sums."""
-        k = np.arange(num_classes)[None, :]
+        """(samples, K) slot indices of the logits after the readout's sums (class k in the
+        output ciphertext k // C_blk)."""
+        k = np.arange(num_classes)[None, :] % self.channels
         lane = np.arange(self.samples)[:, None] * self.persons
         return k * self.channel_step + lane

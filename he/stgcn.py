@@ -1,6 +1,9 @@
 """Encrypted ST-GCN inference on CKKS (LinGCN's HE side, CryptoGCN's node-wise packing).
 
-Ciphertexts: one per graph node, slots = channels × frames × (clips·persons) (he.packing).
+Ciphertexts: one per graph node and channel block, slots = channels × frames × (clips·persons)
+(he.packing). When the widest layer does not fit one ciphertext at the depth's N, every node is
+held as channel blocks of C_blk channels and each linear map runs block by block (plaintexts
+then stream through encoding instead of being cached when they would not fit in memory).
 Schedule of a block at input level ℓ (levels in brackets):
 
     gcn [1]       u_w = Σ_g rot(Σ_{v∈N(w)} Σ_jb rot(x_v, jb·L) ⊙ rot(D^wv_{g+jb}, −g·L), g·L) + g_w
@@ -33,45 +36,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from he.circuit import BlockCircuit, Readout, StgcnCircuit
+from he import layers
+from he.circuit import BlockCircuit, StgcnCircuit
 from he.ckks import (
     Ciphertext,
     CkksBackend,
     CkksParameters,
+    HeParameterError,
     OpCounts,
-    Plaintext,
     check_depth,
     select_parameters,
 )
 from he.fusion import LINEAR_A2, fused_site, site_input_scale
-from he.linear import (
-    Babies,
-    DiagonalProducts,
-    Giants,
-    best_baby_steps,
-    channel_steps,
-    diagonal_support,
-)
+from he.layers import Node, Session
+from he.linear import DiagonalProducts, best_baby_steps, channel_steps
 from he.packing import SlotLayout, next_pow2
-
-
-@dataclass
-class _Session:
-    """Everything fixed by the clip length: parameters, layout, keys, readout and BSGS splits."""
-
-    params: CkksParameters
-    layout: SlotLayout
-    backend: CkksBackend
-    readout: Readout
-    frames: list[int]  # T before each block and after the last
-    dilations: list[int]  # d before each block and after the last
-    baby_steps: dict[str, int]  # layer name → n1
-    diag: DiagonalProducts
 
 
 class HeStgcnInference:
@@ -81,14 +65,31 @@ class HeStgcnInference:
         circuit: the folded network and activation spec.
         scale_bits: log2 of the scale and of the per-level primes.
         edge_bits: bits of the first and the special prime.
+        block_channels: at most this many channels per ciphertext (a power of two); None
+            packs as many as the slots hold.
+        plaintext_cache_gib: a layer's plaintexts shared by all nodes are encoded once and
+            kept when they take at most this much memory, else re-encoded per node.
     Raises:
         HeParameterError: the circuit is deeper than 128-bit-secure parameters allow (at
             construction, before any key or ciphertext exists).
     """
 
-    def __init__(self, circuit: StgcnCircuit, scale_bits: int = 40, edge_bits: int = 60) -> None:
+    def __init__(
+        self,
+        circuit: StgcnCircuit,
+        scale_bits: int = 40,
+        edge_bits: int = 60,
+        block_channels: int | None = None,
+        plaintext_cache_gib: float = 4.0,
+    ) -> None:
+        if block_channels is not None and (
+            block_channels < 1 or block_channels & (block_channels - 1)
+        ):
+            raise ValueError(f"block_channels={block_channels}: must be a power of two ≥ 1")
         self.circuit = circuit
         self.scale_bits, self.edge_bits = scale_bits, edge_bits
+        self.block_channels = block_channels
+        self.cache_bytes = plaintext_cache_gib * 2**30
         self.depth = circuit.depth()
         check_depth(self.depth.total, scale_bits, edge_bits)
         for b, block in enumerate(circuit.blocks):
@@ -101,24 +102,43 @@ class HeStgcnInference:
                         "a constant polynomial (a2 ≈ 0, a1 = 0), which has no encrypted "
                         "input; give them a2 or a1 ≠ 0"
                     )
-        self._sessions: dict[int, _Session] = {}
+        self._sessions: dict[int, Session] = {}
         self._records: dict[str, list] = {}
 
-    def session(self, frames: int) -> _Session:
+    def plan(self, frames: int) -> tuple[CkksParameters, SlotLayout]:
+        """Parameters and layout: every channel in one ciphertext when some secure N holds
+        them, else channel blocks at the depth's smallest N."""
+        circuit = self.circuit
+        c_pad, t_pad, m = circuit.channel_pad, next_pow2(frames), circuit.num_persons
+        depth, bits = self.depth.total, (self.scale_bits, self.edge_bits)
+        try:
+            params = select_parameters(depth, c_pad * t_pad * m, *bits)
+            c_blk = c_pad
+        except HeParameterError:
+            try:
+                params = select_parameters(depth, t_pad * m, *bits)
+            except HeParameterError as err:
+                raise HeParameterError(
+                    f"{frames} frames (padded to {t_pad}) × {m} persons need {t_pad * m} slots "
+                    f"for a single channel: {err}; crop the clips to fewer frames"
+                ) from err
+            c_blk = params.slots // (t_pad * m)
+        if self.block_channels is not None:
+            c_blk = min(c_blk, self.block_channels)
+        return params, SlotLayout(params.slots, c_blk, t_pad, m)
+
+    def session(self, frames: int) -> Session:
         """Parameters, layout and keys for clips of ``frames`` frames (key generation once)."""
         if frames in self._sessions:
             return self._sessions[frames]
         circuit = self.circuit
-        c_pad, t_pad = circuit.channel_pad, next_pow2(frames)
-        params = select_parameters(
-            self.depth.total, c_pad * t_pad * circuit.num_persons, self.scale_bits, self.edge_bits
-        )
-        layout = SlotLayout(params.slots, c_pad, t_pad, circuit.num_persons)
+        params, layout = self.plan(frames)
+        c_blk, t_pad = layout.channels, layout.frames
         dilations = [1]
         for block in circuit.blocks:
             dilations.append(dilations[-1] * block.stride)
         readout = circuit.readout(frames)
-        v = circuit.num_nodes
+        v, nb = circuit.num_nodes, layout.block_count
         baby_steps, steps = {}, set()
         lane, ch = layout.lanes, layout.channel_step
 
@@ -128,23 +148,33 @@ class HeStgcnInference:
             if last and fold == "block":
                 break
             res = block.residual == "conv" and not (last and fold == "tcn")
-            baby_steps[f"block{b}.gcn"] = n1 = best_baby_steps(c_pad, v, v * (1 + res))
-            steps |= channel_steps(n1, c_pad, ch)
+            ins, outs = v * nb(block.in_channels), v * nb(block.out_channels) * (1 + res)
+            baby_steps[f"block{b}.gcn"] = n1 = best_baby_steps(c_blk, ins, outs)
+            steps |= channel_steps(n1, c_blk, ch)
             if last and fold == "tcn":
                 break
             k_t = block.tcn_weight.shape[2]
-            baby_steps[f"block{b}.tcn"] = n1 = best_baby_steps(c_pad, k_t, 1)
-            steps |= channel_steps(n1, c_pad, ch)
+            baby_steps[f"block{b}.tcn"] = n1 = best_baby_steps(c_blk, k_t, 1)
+            steps |= channel_steps(n1, c_blk, ch)
             steps |= {(d - block.padding) * dilations[b] * lane for d in range(k_t)}
-        inputs = sum(term.maps.shape[0] for term in readout.terms)
-        baby_steps["readout"] = n1 = best_baby_steps(c_pad, inputs, 1)
-        steps |= channel_steps(n1, c_pad, ch) | {lane << i for i in range(t_pad.bit_length() - 1)}
+        inputs = sum(term.maps.shape[0] * nb(term.maps.shape[3]) for term in readout.terms)
+        baby_steps["readout"] = n1 = best_baby_steps(c_blk, inputs, nb(circuit.num_classes))
+        steps |= channel_steps(n1, c_blk, ch) | {lane << i for i in range(t_pad.bit_length() - 1)}
         steps |= set(range(1, circuit.num_persons))
         backend = CkksBackend(params, steps)
         frames_per_block = circuit.frames(frames)
         diag = DiagonalProducts(backend, layout)
-        session = _Session(
-            params, layout, backend, readout, frames_per_block, dilations, baby_steps, diag
+        session = Session(
+            params,
+            layout,
+            backend,
+            readout,
+            frames_per_block,
+            dilations,
+            baby_steps,
+            diag,
+            circuit,
+            self.cache_bytes,
         )
         self._sessions[frames] = session
         return session
@@ -153,11 +183,12 @@ class HeStgcnInference:
         """Encrypt clips (N, C, T, V, M), evaluate, decrypt: logits (N, K) and the report.
 
         The clips run in batches of ``samples_per_ciphertext``. Report: ``n``,
-        ``coeff_mod_bit_sizes``, ``levels`` (the circuit's depth), ``setup_s`` (context and key
-        generation, once per clip length), ``latency_s`` (server-side evaluation, the sum over
-        ``layers``), ``latency_s_per_sample``, ``ops`` (server-side counts), ``layers``
-        ([{name, latency_s, levels, ops}] in schedule order), client-side ``encrypt_s`` and
-        ``decrypt_s``, and the comparison with ``StgcnCircuit.plain_forward``.
+        ``coeff_mod_bit_sizes``, ``levels`` (the circuit's depth), ``channel_blocks`` and
+        ``block_channels`` (ciphertexts per node and channels in each), ``setup_s`` (context
+        and key generation, once per clip length), ``latency_s`` (server-side evaluation, the
+        sum over ``layers``), ``latency_s_per_sample``, ``ops`` (server-side counts),
+        ``layers`` ([{name, latency_s, levels, ops}] in schedule order), client-side
+        ``encrypt_s`` and ``decrypt_s``, and the comparison with ``StgcnCircuit.plain_forward``.
         """
         x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         circuit = self.circuit
@@ -169,15 +200,17 @@ class HeStgcnInference:
         be, layout = s.backend, s.layout
         self._records = {name: [0.0, OpCounts()] for name, _ in self.depth.layers}
         logits, encrypt_s, decrypt_s = [], 0.0, 0.0
-        slots = layout.logit_slots(circuit.num_classes)
+        k = np.arange(circuit.num_classes)
+        slots, class_block = layout.logit_slots(circuit.num_classes), k // layout.channels
         for start in range(0, x.shape[0], layout.samples):
             batch = x[start : start + layout.samples].astype(np.float64)
             t0 = time.perf_counter()
-            cts = [be.encrypt(vec) for vec in layout.pack(batch)]
+            cts = [[be.encrypt(vec) for vec in node] for node in layout.pack(batch)]
             encrypt_s += time.perf_counter() - t0
-            out = self._evaluate(s, cts)
+            outs = self._evaluate(s, cts)
             t0 = time.perf_counter()
-            logits.append(be.decrypt(out)[slots[: len(batch)]])
+            values = np.stack([be.decrypt(out) for out in outs])  # (K blocks, slots)
+            logits.append(values[class_block, slots[: len(batch)]])
             decrypt_s += time.perf_counter() - t0
         logits = np.concatenate(logits)
         plain = circuit.plain_forward(x)
@@ -192,6 +225,8 @@ class HeStgcnInference:
             "coeff_mod_bit_sizes": list(s.params.coeff_mod_bit_sizes),
             "levels": self.depth.total,
             "slots": s.params.slots,
+            "channel_blocks": layout.block_count(circuit.channel_pad),
+            "block_channels": layout.channels,
             "samples": int(x.shape[0]),
             "samples_per_ciphertext": layout.samples,
             "rotation_keys": len(be.steps),
@@ -217,25 +252,35 @@ class HeStgcnInference:
         record[0] += time.perf_counter() - start
         record[1] = record[1] + (backend.ops - ops)
 
-    def _evaluate(self, s: _Session, xs: list[Ciphertext]) -> Ciphertext:
-        """The encrypted circuit on node ciphertexts at the top level → the logits ciphertext."""
+    def _readout(
+        self, s: Session, sources: dict[str, list[Node]], dilation: int, frames: int
+    ) -> list[Ciphertext]:
+        with self._layer(s.backend, s.readout.name):
+            return layers.pooled_readout(s, sources, dilation, frames)
+
+    def _evaluate(self, s: Session, xs: list[Node]) -> list[Ciphertext]:
+        """The encrypted circuit on node ciphertexts at the top level → the logit ciphertexts
+        (one per block of C_blk classes)."""
         circuit, be = self.circuit, s.backend
         fold, last = circuit.fold, len(circuit.blocks) - 1
         for b, block in enumerate(circuit.blocks):
             if b == last and fold == "block":
                 return self._readout(s, {"block_input": xs}, s.dilations[b], s.frames[b])
             if b == last and fold == "tcn":
-                level = be.level(xs[0])
+                level = be.level(xs[0][0])
                 sigma = [
                     site_input_scale(be.scale, be.primes[level - 1], block.site1.coeffs[w], True)
                     for w in range(circuit.num_nodes)
                 ]
                 with self._layer(be, f"block{b}.gcn"):
-                    us, _ = self._graph_conv(s, b, block, xs, sigma)
-                support = self._support(s, s.frames[b], s.dilations[b], block.out_channels)
+                    us, _ = layers.graph_conv(s, b, block, xs, sigma)
+                support = layers.support(s, s.frames[b], s.dilations[b], block.out_channels)
                 with self._layer(be, f"block{b}.act"):
                     hs = [
-                        fused_site(be, block.site1.coeffs[w], us[w], be.scale, support)
+                        [
+                            fused_site(be, block.site1.coeffs[w], u, be.scale, support[i])
+                            for i, u in enumerate(us[w])
+                        ]
                         for w in range(circuit.num_nodes)
                     ]
                 sources = {"act1_output": hs, "block_input": xs}
@@ -243,12 +288,10 @@ class HeStgcnInference:
             xs = self._block(s, b, block, xs)
         return self._readout(s, {"block_output": xs}, s.dilations[-1], s.frames[-1])
 
-    def _block(
-        self, s: _Session, b: int, block: BlockCircuit, xs: list[Ciphertext]
-    ) -> list[Ciphertext]:
+    def _block(self, s: Session, b: int, block: BlockCircuit, xs: list[Node]) -> list[Node]:
         """One full block: node ciphertexts at level ℓ, scale Δ → level ℓ − 2 − count, scale Δ."""
         be, v = s.backend, self.circuit.num_nodes
-        level, delta = be.level(xs[0]), be.scale
+        level, delta = be.level(xs[0][0]), be.scale
         k1, k2 = block.site1.kept.astype(int), block.site2.kept.astype(int)
         tcn_level = [level - 1 - k1[w] for w in range(v)]  # where each node's tcn multiplies
         sigma2 = [
@@ -261,172 +304,33 @@ class HeStgcnInference:
         ]
         res_levels = [tcn_level[w] - 1 for w in range(v)]
         with self._layer(be, f"block{b}.gcn"):
-            us, babies = self._graph_conv(s, b, block, xs, sigma1)
+            us, babies = layers.graph_conv(s, b, block, xs, sigma1)
         if block.residual != "none":
             with self._layer(be, f"block{b}.residual"):
-                res = self._residual(s, b, block, xs, babies, sigma2, res_levels)
+                res = layers.residual(s, b, block, xs, babies, sigma2, res_levels)
         del babies
-        support = self._support(s, s.frames[b], s.dilations[b], block.out_channels)
+        support = layers.support(s, s.frames[b], s.dilations[b], block.out_channels)
         with self._layer(be, f"block{b}.act"):
             hs = [
-                fused_site(be, block.site1.coeffs[w], us[w], sigma2[w], support) if k1[w] else us[w]
+                [
+                    fused_site(be, block.site1.coeffs[w], u, sigma2[w], support[i]) if k1[w] else u
+                    for i, u in enumerate(us[w])
+                ]
                 for w in range(v)
             ]
         del us
         with self._layer(be, f"block{b}.tcn"):
-            zs = self._temporal_conv(s, b, block, hs, sigma2)
+            zs = layers.temporal_conv(s, b, block, hs, sigma2)
             if block.residual != "none":
                 for w in range(v):
-                    be.add_inplace(zs[w], res[w])
-        support = self._support(s, s.frames[b + 1], s.dilations[b + 1], block.out_channels)
+                    for z, r in zip(zs[w], res[w], strict=True):
+                        be.add_inplace(z, r)
+        support = layers.support(s, s.frames[b + 1], s.dilations[b + 1], block.out_channels)
         with self._layer(be, f"block{b}.act"):
             return [
-                fused_site(be, block.site2.coeffs[w], zs[w], delta, support) if k2[w] else zs[w]
+                [
+                    fused_site(be, block.site2.coeffs[w], z, delta, support[i]) if k2[w] else z
+                    for i, z in enumerate(zs[w])
+                ]
                 for w in range(v)
             ]
-
-    def _graph_conv(
-        self,
-        s: _Session,
-        b: int,
-        block: BlockCircuit,
-        xs: list[Ciphertext],
-        sigma: list[float],
-    ) -> tuple[list[Ciphertext], dict[int, Babies]]:
-        """Adjacency + 1×1 conv + BN in one level: u_w at scale sigma[w], and the baby steps."""
-        be, layout = s.backend, s.layout
-        level, n1 = be.level(xs[0]), s.baby_steps[f"block{b}.gcn"]
-        mask = layout.frame_mask(s.frames[b], s.dilations[b])
-        keys = {
-            (j % n1, 0)
-            for j in diagonal_support(block.out_channels, block.in_channels, layout.channels)
-        }
-        babies = {v: s.diag.babies(x, keys) for v, x in enumerate(xs)}
-        sources: dict[int, list[tuple[int, int]]] = {}
-        for q, (w, v) in enumerate(block.gcn_pairs):
-            sources.setdefault(int(w), []).append((q, int(v)))
-        us = []
-        for w in range(len(xs)):
-            pt_scale = sigma[w] * be.primes[level] / be.scale
-            terms = []
-            for q, v in sources[w]:
-                diags = {(j, 0): d for j, d in layout.diagonals(block.gcn_weight[q], mask).items()}
-                terms.append((babies[v], s.diag.encode(diags, n1, level, pt_scale)))
-            u = s.diag.apply(terms)
-            be.rescale(u, sigma[w])
-            bias = layout.channel_vector(block.gcn_bias[w], mask)
-            if bias.any():
-                be.add_plain_inplace(u, be.encode(bias, level - 1, sigma[w]))
-            us.append(u)
-        return us, babies
-
-    def _residual(
-        self,
-        s: _Session,
-        b: int,
-        block: BlockCircuit,
-        xs: list[Ciphertext],
-        babies: dict[int, Babies],
-        scales: list[float],
-        levels: list[int],
-    ) -> list[Ciphertext]:
-        """The residual branch per node at the node's tcn-output scale and level."""
-        be, layout = s.backend, s.layout
-        level, delta = be.level(xs[0]), be.scale
-        out = []
-        if block.residual == "conv":
-            mask = layout.frame_mask(s.frames[b + 1], s.dilations[b + 1])
-            n1 = s.baby_steps[f"block{b}.gcn"]
-            diags = {
-                (j, 0): vec for j, vec in layout.diagonals(block.res_weight[None], mask).items()
-            }
-            giants = s.diag.encode(diags, n1, level, be.primes[level])
-            bias = be.encode(layout.channel_vector(block.res_bias[None], mask), level - 1, delta)
-        for w, x in enumerate(xs):
-            if block.residual == "conv":
-                x = s.diag.apply([(babies[w], giants)])
-                be.rescale(x, delta)
-                be.add_plain_inplace(x, bias)
-            if scales[w] != delta:
-                q = be.primes[be.level(x)]
-                x = be.multiply_plain(x, be.encode(1.0, be.level(x), scales[w] * q / delta))
-                be.rescale(x, scales[w])
-            out.append(be.mod_switch(x, levels[w]))
-        return out
-
-    def _temporal_conv(
-        self, s: _Session, b: int, block: BlockCircuit, hs: list[Ciphertext], sigma: list[float]
-    ) -> list[Ciphertext]:
-        """9×1 conv + BN per node at the node's own level; output scale = input scale."""
-        be, layout = s.backend, s.layout
-        n1, d_in = s.baby_steps[f"block{b}.tcn"], s.dilations[b]
-        t_in, t_out = s.frames[b], s.frames[b + 1]
-        out_mask = layout.frame_mask(t_out, s.dilations[b + 1])
-        tau = np.arange(layout.frames)
-        diags = {}
-        for d in range(block.tcn_weight.shape[2]):
-            delta = d - block.padding
-            tap_ok = (tau // d_in + delta >= 0) & (tau // d_in + delta < t_in)  # (T_pad,)
-            shift = delta * layout.frame_step(d_in)
-            for j, vec in layout.diagonals(
-                block.tcn_weight[None, :, :, d], out_mask & tap_ok[:, None]
-            ).items():
-                diags[(j, shift)] = vec
-        keys = {(j % n1, shift) for j, shift in diags}
-        giants: dict[int, Giants] = {}
-        bias = layout.channel_vector(block.tcn_bias[None], out_mask)
-        biases: dict[tuple[int, float], Plaintext] = {}
-        zs = []
-        for w, h in enumerate(hs):
-            level = be.level(h)
-            if level not in giants:
-                giants[level] = s.diag.encode(diags, n1, level, be.primes[level])
-            z = s.diag.apply([(s.diag.babies(h, keys), giants[level])])
-            be.rescale(z, sigma[w])
-            if (level, sigma[w]) not in biases:
-                biases[(level, sigma[w])] = be.encode(bias, level - 1, sigma[w])
-            be.add_plain_inplace(z, biases[(level, sigma[w])])
-            zs.append(z)
-        return zs
-
-    @staticmethod
-    def _support(s: _Session, frames: int, dilation: int, channels: int) -> np.ndarray:
-        """(slots,) 1 on the valid slots of a tensor with ``channels`` channels, else 0."""
-        return s.layout.channel_vector(
-            np.ones((1, channels)), s.layout.frame_mask(frames, dilation)
-        )
-
-    def _readout(
-        self, s: _Session, sources: dict[str, list[Ciphertext]], dilation: int, frames: int
-    ) -> Ciphertext:
-        """Pooled linear readout (one level), summed into the logit slots, plus the bias."""
-        be, layout, readout = s.backend, s.layout, s.readout
-        n1 = s.baby_steps["readout"]
-        mask = layout.frame_mask(frames, dilation)
-        with self._layer(be, readout.name):
-            level = min(be.level(sources[term.source][0]) for term in readout.terms)
-            terms = []
-            for term in readout.terms:
-                cts = sources[term.source]
-                if term.maps.shape[0] == 1:
-                    total = be.add(cts[0], cts[1]) if len(cts) > 1 else cts[0]
-                    for ct in cts[2:]:
-                        be.add_inplace(total, ct)
-                    cts = [total]
-                for x, maps in zip(cts, term.maps, strict=True):
-                    x = be.mod_switch(x, level)
-                    weight = layout.physical_frames(maps, dilation)  # (P, K, C, T_pad)
-                    diags = {(j, 0): vec for j, vec in layout.diagonals(weight, mask).items()}
-                    giants = s.diag.encode(diags, n1, level, be.primes[level])
-                    terms.append((s.diag.babies(x, {(jb, 0) for _, jb, _ in giants}), giants))
-            y = s.diag.apply(terms)
-            be.rescale(y, be.scale)
-            for i in range(layout.frames.bit_length() - 1):
-                be.add_inplace(y, be.rotate(y, layout.lanes << i))
-            total = y
-            for m in range(1, self.circuit.num_persons):
-                total = be.add(total, be.rotate(y, m))
-            bias = np.zeros(layout.slots)
-            bias[layout.logit_slots(self.circuit.num_classes)] = readout.bias
-            be.add_plain_inplace(total, be.encode(bias, level - 1, be.scale))
-        return total

@@ -30,12 +30,12 @@ REPORT_KEYS = {
 OP_KEYS = {"ct_ct_mul", "pt_ct_mul", "rotations", "rescales", "additions"}
 
 
-def encrypted_run(channels, spec, samples: int = 3, seed: int = 0):
+def encrypted_run(channels, spec, samples: int = 3, seed: int = 0, block_channels=None):
     """Calibrated tiny STGCN → (circuit, encrypted logits, report, plaintext logits)."""
     net = calibrated_stgcn(channels, CLASSES, spec, FRAMES, seed=seed)
     circuit = StgcnCircuit.from_module(net, spec)
     x = torch.from_numpy(np.random.default_rng(seed).standard_normal((samples, 3, FRAMES, V, 2)))
-    logits, report = HeStgcnInference(circuit).run(x)
+    logits, report = HeStgcnInference(circuit, block_channels=block_channels).run(x)
     return circuit, logits, report, circuit.plain_forward(x)
 
 
@@ -98,6 +98,47 @@ def test_lingcn_encrypted_matches_plain() -> None:
     assert report["samples_per_ciphertext"] == 64  # 8192 slots / (8 channels · 8 frames · 2)
 
 
+@pytest.mark.parametrize(
+    ("channels", "counts", "levels", "fold", "cache_gib"),
+    [
+        ([[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 4.0),
+        ([[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 0.0),  # streamed plaintexts
+        ([[3, 4, 1], [4, 4, 1]], [0, 1], 6, "none", 4.0),
+        ([[3, 8, 1]], [1], 3, "tcn", 4.0),
+    ],
+)
+def test_channel_blocks_match_plain(channels, counts, levels, fold, cache_gib) -> None:
+    """Nodes split into ciphertexts of 2 channels (and the 5 logits into 3) give the same
+    logits as the float64 circuit, with every fold of the last block."""
+    sites = [0] if fold == "tcn" else None
+    spec = lingcn_spec(counts, V, seed=2, sites=sites) if sites else lingcn_spec(counts, V, seed=2)
+    net = calibrated_stgcn(channels, CLASSES, spec, FRAMES, seed=0)
+    circuit = StgcnCircuit.from_module(net, spec)
+    assert circuit.fold == fold
+    x = np.random.default_rng(0).standard_normal((2, 3, FRAMES, V, 2))
+    he_net = HeStgcnInference(circuit, block_channels=2, plaintext_cache_gib=cache_gib)
+    logits, report = he_net.run(x)
+    check_report(logits, report, circuit.plain_forward(x), levels=levels, n=16384)
+    assert report["block_channels"] == 2
+    assert report["channel_blocks"] == circuit.channel_pad // 2
+
+
+def test_channel_blocks_cost_more_ciphertext_operations() -> None:
+    """The same circuit with blocks of 2 channels pays more products than one block."""
+    spec = lingcn_spec([1], V, seed=2, sites=[0])
+    _, _, whole, _ = encrypted_run([[3, 8, 1]], spec, samples=1)
+    _, _, split, _ = encrypted_run([[3, 8, 1]], spec, samples=1, block_channels=2)
+    assert whole["channel_blocks"] == 1 and split["channel_blocks"] == 4
+    assert split["ops"]["ct_ct_mul"] == 4 * whole["ops"]["ct_ct_mul"]  # one square per block
+
+
+def test_block_channels_must_be_a_power_of_two() -> None:
+    spec = lingcn_spec([1], V, seed=2, sites=[0])
+    circuit = StgcnCircuit.from_module(calibrated_stgcn([[3, 8, 1]], CLASSES, spec, FRAMES), spec)
+    with pytest.raises(ValueError, match="block_channels=3"):
+        HeStgcnInference(circuit, block_channels=3)
+
+
 def test_identity_residual_linear_and_square_sites() -> None:
     spec = lingcn_spec([0, 1], V, seed=3)  # block 1: each node keeps act1 or act2
     site1, site2 = spec[1]
@@ -122,3 +163,18 @@ def test_linearized_spends_fewer_levels_and_multiplies_than_baseline() -> None:
     assert base["ops"]["ct_ct_mul"] == 2 * V and lin["ops"]["ct_ct_mul"] == V
     assert lin["ops"]["rotations"] < base["ops"]["rotations"]
     assert lin["latency_s"] < base["latency_s"]
+
+
+def test_ntu_sized_clips_are_planned_in_channel_blocks() -> None:
+    """STGCN-3-256 on 256-frame two-person clips: 131072 values per node do not fit one
+    ciphertext; the plan holds each node in 8 blocks of 32 channels at N = 32768."""
+    net = STGCN(3, 60, variant="stgcn_3_256").eval()
+    he_net = HeStgcnInference(StgcnCircuit.from_module(net, baseline_spec(3, V)))
+    params, layout = he_net.plan(256)
+    assert he_net.depth.total == 13 and params.n == 32768
+    assert (layout.channels, layout.block_count(256), layout.frames) == (32, 8, 256)
+    assert layout.samples == 1
+    _, layout = he_net.plan(300)  # padded to 512 frames
+    assert layout.channels == 16
+    with pytest.raises(HeParameterError, match="crop the clips"):
+        he_net.plan(10_000)
