@@ -127,6 +127,8 @@ def make_timer(device: torch.device, args: argparse.Namespace) -> Callable[[dict
 
     def cpu_times(fns: dict) -> dict:
         samples = {name: [] for name in fns}
+        for fn in fns.values():  # warm-up: first-call set-up (MKL, allocations) is not timed
+            fn()
         for r in range(rounds):
             log(f"    round {r + 1}/{rounds}: {', '.join(fns)}")
             for name, fn in fns.items():
