@@ -198,49 +198,76 @@ inline uint64_t order_key(double v) {
   return (u & 0x8000000000000000ull) ? ~u : (u | 0x8000000000000000ull);
 }
 
-template <typename key_t>
-inline int64_t count_at_least(const key_t* __restrict keys, int64_t n, key_t t) {
-  uint32_t count = 0;  // 32-bit so the loop vectorises
-  for (int64_t c = 0; c < n; ++c) count += static_cast<uint32_t>(keys[c] >= t);
+inline int64_t count_at_least(const uint16_t* __restrict top, int64_t n, uint16_t t) {
+  uint16_t count = 0;  // width ≤ 65535; 16-bit lanes so the loop vectorises 32 wide
+  for (int64_t c = 0; c < n; ++c) count += static_cast<uint16_t>(top[c] >= t);
   return count;
 }
 
-// Per row: binary search on the orderable keys for the k-th largest key T (each probe one
-// vectorised count over the row), then keep every entry above T and the first entries equal
-// to T (ties: lower columns win). About 5x faster than torch.topk on rows of 256 here.
+// Per row: orderable keys and their top 16 bits; a binary search over the 16-bit prefixes
+// (each probe one vectorised count) finds the prefix T of the k-th largest entry. Entries
+// with a larger prefix are kept, found 64 at a time through bit masks; among the few with
+// prefix T, nth_element picks the rest (ties: the lower column wins). About 4x faster than
+// torch.topk on rows of 256 here.
 template <typename scalar_t, typename index_t>
 void topk_impl(const scalar_t* x, scalar_t* values, index_t* indices, int64_t rows,
                int64_t width, int64_t k) {
   using acc_t = at::opmath_type<scalar_t>;
   using key_t = decltype(order_key(acc_t(0)));
+  using entry_t = std::pair<key_t, int32_t>;
+  constexpr int shift = 8 * sizeof(key_t) - 16;
+  const int64_t padded = (width + 63) / 64 * 64;
   const int64_t parts = num_parts(rows * width, 8);
   run_parts(parts, [&](int64_t p) {
-    std::vector<key_t> keys(width);
+    std::vector<key_t> keys(padded);
+    std::vector<uint16_t> top(padded, 0);
+    std::vector<entry_t> cand(width);
+    const auto larger = [](const entry_t& a, const entry_t& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
     for (int64_t i = rows * p / parts; i < rows * (p + 1) / parts; ++i) {
       const scalar_t* xr = x + i * width;
       scalar_t* vr = values + i * k;
       index_t* ir = indices + i * k;
-      key_t lo = std::numeric_limits<key_t>::max(), hi = 0;
+      uint16_t lo = 0xFFFF, hi = 0;
       for (int64_t c = 0; c < width; ++c) {
         keys[c] = order_key(static_cast<acc_t>(xr[c]));
-        lo = std::min(lo, keys[c]);
-        hi = std::max(hi, keys[c]);
+        top[c] = static_cast<uint16_t>(keys[c] >> shift);
+        lo = std::min(lo, top[c]);
+        hi = std::max(hi, top[c]);
       }
-      while (lo < hi) {  // invariant: at least k keys >= lo, fewer than k keys > hi
-        const key_t mid = lo + (hi - lo) / 2 + 1;
-        if (count_at_least(keys.data(), width, mid) >= k) lo = mid; else hi = mid - 1;
+      while (lo < hi) {  // invariant: at least k prefixes >= lo, fewer than k above hi
+        const uint16_t mid = lo + (hi - lo) / 2 + 1;
+        if (count_at_least(top.data(), width, mid) >= k) lo = mid; else hi = mid - 1;
       }
-      int64_t kept = 0;  // fewer than k keys exceed lo: the writes stay inside the row
-      for (int64_t c = 0; c < width; ++c) {
-        vr[kept] = xr[c];
-        ir[kept] = static_cast<index_t>(c);
-        kept += keys[c] > lo;
-      }
-      for (int64_t c = 0; kept < k; ++c) {
-        if (keys[c] == lo) {
+      int64_t kept = 0, count = 0;
+      for (int64_t base = 0; base < width; base += 64) {
+        uint64_t above = 0, equal = 0;
+        for (int b = 0; b < 64; ++b) {
+          above |= static_cast<uint64_t>(top[base + b] > lo) << b;
+          equal |= static_cast<uint64_t>(top[base + b] == lo) << b;
+        }
+        if (width - base < 64) {  // padding
+          const uint64_t valid = (uint64_t(1) << (width - base)) - 1;
+          above &= valid;
+          equal &= valid;
+        }
+        for (; above; above &= above - 1) {
+          const int64_t c = base + __builtin_ctzll(above);
           vr[kept] = xr[c];
           ir[kept++] = static_cast<index_t>(c);
         }
+        for (; equal; equal &= equal - 1) {
+          const int64_t c = base + __builtin_ctzll(equal);
+          cand[count++] = {keys[c], static_cast<int32_t>(c)};
+        }
+      }
+      const int64_t need = k - kept;
+      if (need < count)
+        std::nth_element(cand.begin(), cand.begin() + (need - 1), cand.begin() + count, larger);
+      for (int64_t q = 0; q < need; ++q) {
+        vr[kept] = xr[cand[q].second];
+        ir[kept++] = static_cast<index_t>(cand[q].second);
       }
     }
   });

@@ -404,6 +404,7 @@ def test_cpu_topk_matches_torch_topk(width, k, dtype):
     x[3, 5] = float("nan")  # torch.topk ranks NaN above everything
     x[4] = -float("inf")
     x[4, width - 1] = float("inf")
+    x[6] = 0.0  # all tied: any k distinct columns
     values, indices = maxk(x, k, backend="cpu")
     ref_values, ref_idx = torch.topk(x, k, dim=1)
     assert indices.dtype == (torch.uint8 if width <= 256 else torch.int16)
