@@ -167,8 +167,9 @@ def temporal_conv(
                 out[(j, shift)] = vec
         return out
 
-    count = nb * nb * len(support) * len(taps)
-    cache = cacheable(s, count, be.level(hs[0][0]))
+    levels = {be.level(node[0]) for node in hs}  # nodes differ by their kept act1 sites
+    count = nb * nb * len(support) * len(taps) * len(levels)  # one encoding per level
+    cache = cacheable(s, count, max(levels))
     plain = {(bo, bi): diagonals(bo, bi) for bo in range(nb) for bi in range(nb)} if cache else {}
     giants: dict[int, dict[tuple[int, int], Giants]] = {}
     bias = layout.block_vectors(block.tcn_bias[None], out_mask)

@@ -186,7 +186,9 @@ class HeStgcnInference:
         ``coeff_mod_bit_sizes``, ``levels`` (the circuit's depth), ``channel_blocks`` and
         ``block_channels`` (ciphertexts per node and channels in each), ``setup_s`` (context
         and key generation, once per clip length), ``latency_s`` (server-side evaluation, the
-        sum over ``layers``), ``latency_s_per_sample``, ``ops`` (server-side counts),
+        sum over ``layers``), ``latency_s_per_sample``, ``cpu_s`` and ``cpu_s_per_sample`` (the
+        evaluating thread's CPU time: SEAL runs on one thread, so on a machine shared with
+        other jobs it is the latency the circuit would have alone), ``ops`` (server-side counts),
         ``layers`` ([{name, latency_s, levels, ops}] in schedule order), client-side
         ``encrypt_s`` and ``decrypt_s``, and the comparison with ``StgcnCircuit.plain_forward``.
         """
@@ -198,7 +200,7 @@ class HeStgcnInference:
             )
         s = self.session(x.shape[2])
         be, layout = s.backend, s.layout
-        self._records = {name: [0.0, OpCounts()] for name, _ in self.depth.layers}
+        self._records = {name: [0.0, OpCounts(), 0.0] for name, _ in self.depth.layers}
         logits, encrypt_s, decrypt_s = [], 0.0, 0.0
         k = np.arange(circuit.num_classes)
         slots, class_block = layout.logit_slots(circuit.num_classes), k // layout.channels
@@ -216,10 +218,17 @@ class HeStgcnInference:
         plain = circuit.plain_forward(x)
         levels = dict(self.depth.layers)
         layers = [
-            {"name": name, "latency_s": rec[0], "levels": levels[name], "ops": rec[1].as_dict()}
+            {
+                "name": name,
+                "latency_s": rec[0],
+                "cpu_s": rec[2],
+                "levels": levels[name],
+                "ops": rec[1].as_dict(),
+            }
             for name, rec in self._records.items()
         ]
         latency = sum(rec[0] for rec in self._records.values())
+        cpu = sum(rec[2] for rec in self._records.values())
         report = {
             "n": s.params.n,
             "coeff_mod_bit_sizes": list(s.params.coeff_mod_bit_sizes),
@@ -235,6 +244,8 @@ class HeStgcnInference:
             "decrypt_s": decrypt_s,
             "latency_s": latency,
             "latency_s_per_sample": latency / x.shape[0],
+            "cpu_s": cpu,
+            "cpu_s_per_sample": cpu / x.shape[0],
             "ops": sum((rec[1] for rec in self._records.values()), OpCounts()).as_dict(),
             "layers": layers,
             "max_abs_diff_vs_plain": float(np.abs(logits - plain).max()),
@@ -246,11 +257,12 @@ class HeStgcnInference:
     @contextmanager
     def _layer(self, backend: CkksBackend, name: str) -> Iterator[None]:
         """Accumulate wall time and op counts of the enclosed work under ``name``."""
-        ops, start = replace(backend.ops), time.perf_counter()
+        ops, start, cpu = replace(backend.ops), time.perf_counter(), time.thread_time()
         yield
         record = self._records[name]
         record[0] += time.perf_counter() - start
         record[1] = record[1] + (backend.ops - ops)
+        record[2] += time.thread_time() - cpu
 
     def _readout(
         self, s: Session, sources: dict[str, list[Node]], dilation: int, frames: int

@@ -84,6 +84,7 @@ def encrypt_and_compare(
         f"{prefix}/agreement": float((logits.argmax(1) == plain.argmax(1)).mean()),
         f"{prefix}/max_abs_logit_err": float(np.abs(logits - plain).max()),
         f"{prefix}/latency_s_per_sample": report["latency_s_per_sample"],
+        f"{prefix}/cpu_s_per_sample": report["cpu_s_per_sample"],
         f"{prefix}/levels": float(report["levels"]),
         f"{prefix}/poly_modulus_n": float(report["n"]),
         f"{prefix}/setup_s": report["setup_s"],

@@ -23,6 +23,7 @@ REPORT_KEYS = {
     "levels",
     "latency_s",
     "latency_s_per_sample",
+    "cpu_s_per_sample",
     "setup_s",
     "ops",
     "layers",
@@ -54,6 +55,8 @@ def check_report(logits, report, plain, levels: int, n: int) -> None:
     assert report["ops"]["rotations"] > 0 and report["ops"]["pt_ct_mul"] > 0
     assert report["ops"]["rescales"] >= levels
     assert report["latency_s"] == pytest.approx(sum(la["latency_s"] for la in report["layers"]))
+    # one evaluating thread: its CPU time is positive and never more than the wall time
+    assert 0 < report["cpu_s"] <= report["latency_s"] * 1.01 + 1e-3
 
 
 def test_select_parameters_by_depth_and_slots() -> None:
