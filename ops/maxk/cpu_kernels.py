@@ -35,6 +35,8 @@ import hashlib
 import logging
 import os
 import platform
+import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -120,6 +122,10 @@ def load_kernels() -> CpuKernels | None:
         return None
     from torch.utils.cpp_extension import load_inline
 
+    scripts = str(Path(sys.executable).parent)  # pip's ninja lives beside the interpreter
+    path = os.environ.get("PATH", "")
+    if shutil.which("ninja") is None and scripts not in path.split(os.pathsep):
+        os.environ["PATH"] = scripts + os.pathsep + path
     try:
         source = CPP_FILE.read_text()
     except OSError as err:
