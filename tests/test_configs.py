@@ -178,3 +178,20 @@ def test_unknown_experiment_lists_the_available_ones(tmp_path: Path, cache_dir: 
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "no_such_thing" in out and "sage_cora" in out
+
+
+def test_maxk_k_sweep_grid_is_valid_for_every_maxk_experiment(tmp_path: Path) -> None:
+    """The k grid targets model.k, and every k fits the width of each maxk_* experiment."""
+    from lightning_modules.nets.maxk_gnn import MaxKGNN
+
+    for name in (e for e in EXPERIMENTS if e.startswith("maxk_")):
+        overrides = [f"experiment={name}", "hparams_search=maxk_k_sweep"]
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            full = compose("config", overrides=overrides, return_hydra_config=True)
+        grid = full.hydra.sweeper.params
+        assert list(grid) == ["model.k"], f"{name}: the sweep must vary model.k only"
+        ks = [int(v) for v in str(grid["model.k"]).split(",")]
+        assert ks == [2, 4, 8, 16, 32, 64, 96, 128, 192]
+        cfg = compose_cfg([*overrides, f"paths.output_dir={tmp_path}"])
+        assert cfg.model.nonlinearity == "maxk" and max(ks) <= cfg.model.hidden_channels
+        MaxKGNN(8, cfg.model.hidden_channels, 3, num_layers=1, k=max(ks))
