@@ -36,9 +36,11 @@ def _as_tensors(mu: Number, sigma: Number) -> tuple[torch.Tensor, torch.Tensor, 
 
 
 def dapa_coefficients(mu: Number, sigma: Number) -> tuple[Number, Number, Number]:
-    """(w2, w1, w0) of the least-squares quadratic fit of ReLU under N(μ, σ²).
+    """(w0, w1, w2), ascending powers, of the least-squares quadratic fit of ReLU under N(μ, σ²).
 
-    Floats in, floats out; tensors broadcast (e.g. per channel from BatchNorm statistics).
+    The order is AutoReP's (and METHODS.md's): ``dapa_coefficients(0.5, 1)`` is
+    (0.22004, 0.51543, 0.17603). Floats in, floats out; tensors broadcast (e.g. per channel
+    from BatchNorm statistics).
     """
     mu_t, sigma_t, scalar = _as_tensors(mu, sigma)
     z = mu_t / sigma_t
@@ -47,8 +49,8 @@ def dapa_coefficients(mu: Number, sigma: Number) -> tuple[Number, Number, Number
     w1 = cdf - z * pdf
     w0 = pdf * (mu_t**2 + sigma_t**2) / (2 * sigma_t)
     if scalar:
-        return float(w2), float(w1), float(w0)
-    return w2, w1, w0
+        return float(w0), float(w1), float(w2)
+    return w0, w1, w2
 
 
 def dapa_mse(mu: Number, sigma: Number) -> Number:

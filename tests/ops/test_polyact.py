@@ -233,7 +233,7 @@ def test_module_init_and_forward():
     )
     y.square().sum().backward()
     assert all(p.grad is not None for p in autorep.parameters())
-    w2, w1, w0 = dapa_coefficients(torch.zeros(6, 1, 1), torch.ones(6, 1, 1))
+    w0, w1, w2 = dapa_coefficients(torch.zeros(6, 1, 1), torch.ones(6, 1, 1))
     autorep.set_coefficients(w2, w1, w0)
     assert torch.allclose(autorep.w1, torch.full((6, 1, 1), 0.5))
     assert "keep='relu'" in repr(autorep)
@@ -369,9 +369,9 @@ def test_ste_gate_and_hysteresis():
     ("mu", "sigma", "expected"),
     [
         (0.0, 1.0, (0.19947, 0.5, 0.19947)),
-        # METHODS.md lists these two as (w0, w1, w2); here they are (w2, w1, w0)
-        (0.5, 1.0, (0.17603, 0.51543, 0.22004)),
-        (-1.0, 0.5, (0.05399, 0.13073, 0.06749)),
+        # (w0, w1, w2), as the issue and METHODS.md list them
+        (0.5, 1.0, (0.22004, 0.51543, 0.17603)),
+        (-1.0, 0.5, (0.06749, 0.13073, 0.05399)),
     ],
 )
 def test_dapa_coefficients_values(mu, sigma, expected):
@@ -387,7 +387,7 @@ def test_dapa_is_the_least_squares_optimum(mu, sigma):
     x = torch.linspace(mu - 12 * sigma, mu + 12 * sigma, 400_001, dtype=torch.float64)
     weight = torch.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
     weight = weight * (x[1] - x[0])  # Riemann weights (the tails are negligible)
-    basis = torch.stack([x * x, x, torch.ones_like(x)], dim=1)
+    basis = torch.stack([torch.ones_like(x), x, x * x], dim=1)
     root = weight.sqrt()[:, None]
     fit = torch.linalg.lstsq(basis * root, torch.relu(x)[:, None] * root).solution.squeeze(1)
     assert torch.allclose(
@@ -401,7 +401,7 @@ def test_dapa_mse_and_tensors():
     assert abs(dapa_mse(0.0, 1.0) - (0.25 - 3 / (4 * math.pi))) <= 1e-12
     assert round(dapa_mse(0.0, 1.0), 5) == 0.01127
     mu, sigma = torch.tensor([0.0, 0.5, -1.0]), torch.tensor([1.0, 1.0, 0.5])
-    w2, w1, w0 = dapa_coefficients(mu, sigma)
+    w0, w1, w2 = dapa_coefficients(mu, sigma)
     assert w2.dtype == torch.float32 and w2.shape == (3,)
     torch.testing.assert_close(w1, torch.tensor([0.5, 0.51543, 0.13073]), atol=1e-5, rtol=0)
     assert dapa_mse(mu, sigma).shape == (3,)
