@@ -1,0 +1,67 @@
+"""Reversible LIF node with a one-sweep backward (arXiv 2308.08649, "Towards Zero Memory
+Footprint Spiking Neural Network Training"), its exact inverse, and the standard
+reversible-backpropagation baseline.
+
+Equations (per time step; channels split into groups 1 and 2; α = 1 − 1/τ, β = 1/τ,
+θ = v_threshold, γ > 0; group 1 runs first, then group 2):
+
+    d1 = x1 + x2,  d2 = x2 + y1                    additive coupling of the groups
+    h  = (α + θγ)·v + β·d                          firing potential
+    s  = Θ(h − θ)                                  spike (surrogate σ'_α in backward)
+    y  = s + γ·v                                   real-valued output
+    v' = h − θ·y = α·v + β·d − θ·s                 LIF charge with soft reset
+
+Inverse from (y_t, v_t): h = v' + θ·y, s = Θ(h − θ), v = (y − s)/γ, d = (h − (α + θγ)·v)/β,
+x2 = d2 − y1, x1 = d1 − x2. The backward needs only the outputs (kept by the next layer) and
+the final state; its per-step Jacobians need h_t and v_{t−1}, never x_t.
+
+Where this departs from the paper's description, and why:
+- The paper's exact node equations (its Eqs. 1–6) are not public in code; this is a design
+  with its ingredients: two groups [X1, X2], [V1, V2], additive coupling, an invertible
+  membrane update, real-valued outputs.
+- A spike-triggered reset of the membrane, v' = h − θ·Θ(h − θ), maps two membranes to one
+  (h and h − θ for h ∈ [θ, 2θ)) and cannot be inverted without the spike bit. Here the
+  output carries γ·v_{t−1}: y = s + γ·v. The spike is then read back from the firing
+  potential h = v_t + θ·y_t, and v_{t−1} from y_t.
+- The firing potential h adds θγ·v_{t−1} to LIF's charge H = α·v + β·d, so the threshold
+  sees a slightly longer memory than the stored (decaying, soft-reset) membrane; γ → 0 gives
+  SpikingJelly's soft-reset LIF node with spike outputs (and loses invertibility).
+- Nothing divides by α: inverting a plain leak, v_{t−1} = (v_t − …)/α, multiplies rounding
+  errors by (1/α)^T (2^16 at τ = 2, T = 16); here each step's state comes from its own output.
+- Exactness: floating-point reconstruction differs from the forward by a few ulps; where a
+  firing potential lies within that of θ the recomputed spike can flip (rare; measured in
+  ``scripts/bench_revsnn.py``).
+
+Public API: ``reversible_lif`` (functional, ``backward="sweep" | "recompute"``),
+``ReversibleLIFNode`` (module), ``reversible_lif_inverse``, the Functions, and the reference
+``reversible_lif_reference``/``reversible_lif_inverse_reference``.
+The Triton kernels live in ``ops.revsnn.triton`` and load on first use.
+"""
+
+from .autograd import (
+    BACKENDS,
+    BACKWARDS,
+    RecomputeLIFFunction,
+    ReversibleLIFFunction,
+    ReversibleLIFNode,
+    reversible_lif,
+    reversible_lif_inverse,
+)
+from .reference import (
+    SigmoidSpike,
+    reversible_lif_inverse_reference,
+    reversible_lif_reference,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BACKWARDS",
+    "RecomputeLIFFunction",
+    "ReversibleLIFFunction",
+    "ReversibleLIFNode",
+    "SigmoidSpike",
+    "reversible_lif",
+    "reversible_lif_inverse",
+    "reversible_lif_inverse_reference",
+    "reversible_lif_reference",
+]
