@@ -4,6 +4,9 @@ Usage:
     python scripts/report.py outputs/<task_name>/runs/<time> [--out DIR] [--metric NAME]
     python scripts/report.py outputs/<task_name>/multiruns/<time> [--out DIR] [--metric NAME]
 
+A multirun whose jobs report ``pi/relu_count`` and ``pi/test_acc`` (the ReLU-budget
+pipelines) also gets ``accuracy_vs_relu_count.png``, one line per swept experiment.
+
 Plots are drawn on explicit Agg canvases (``Figure`` + ``FigureCanvasAgg``) rather than through
 pyplot, so importing this module never switches the global backend and no figure stays open.
 """
@@ -310,6 +313,45 @@ def plot_metric_vs_param(table: JobTable, param: str, metric: str, path: Path) -
     return path
 
 
+FRONTIER_X = "pi/relu_count"
+FRONTIER_Y = "pi/test_acc"
+
+
+def frontier_series(table: JobTable) -> str | None:
+    """The parameter that tells the methods apart (``experiment`` in a two-method sweep)."""
+    for param in ("experiment", "model.method"):
+        if param in table.params and table.jobs[param].nunique() > 1:
+            return param
+    return None
+
+
+def plot_frontier(table: JobTable, path: Path) -> Path:
+    """Accuracy vs kept ReLUs (log x), one line per method: the AutoReP/SNL frontier."""
+    finished = table.jobs[table.jobs["status"] == "ok"].dropna(subset=[FRONTIER_X, FRONTIER_Y])
+    series = frontier_series(table)
+    groups = finished.groupby(series) if series else [("all jobs", finished)]
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for name, data in groups:
+        data = data.sort_values(FRONTIER_X)
+        ax.plot(data[FRONTIER_X], 100 * data[FRONTIER_Y], marker="o", label=str(name))
+        if "pi/within_budget" in data:
+            missed = data[data["pi/within_budget"] < 1]
+            ax.scatter(
+                missed[FRONTIER_X], 100 * missed[FRONTIER_Y], marker="x", color="k", zorder=3
+            )
+    if (finished[FRONTIER_X] > 0).all() and len(finished) > 1:
+        ax.set_xscale("log")
+    ax.set_xlabel("ReLUs kept per image (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("accuracy vs ReLU count (x: budget missed by more than the tolerance)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def sanitize(name: str) -> str:
     """A parameter name made safe for a file name: model.optimizer.lr -> model_optimizer_lr."""
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "param"
@@ -345,6 +387,8 @@ def report_multirun(run_dir: Path, out_dir: Path, metric: str | None = None) -> 
             if plotted[param].nunique() > 1:
                 path = out_dir / f"metric_vs_{sanitize(param)}.png"
                 written.append(plot_metric_vs_param(table, param, chosen, path))
+    if {FRONTIER_X, FRONTIER_Y} <= set(table.metrics):
+        written.append(plot_frontier(table, out_dir / "accuracy_vs_relu_count.png"))
     optuna = run_dir / "optimization_results.yaml"
     if optuna.is_file():
         print_optuna(optuna)

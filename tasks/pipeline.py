@@ -4,7 +4,7 @@ folder (``hydra.run.dir=<run folder>``).
 
 The experiment lists ``stages`` and, under ``pipeline.<stage>``, what each stage changes:
 ``kind: train`` stages patch ``model`` and ``trainer`` (an ``optimizer`` or ``scheduler``
-given there replaces the default one whole) and name the earlier stages whose best
+given there replaces the default one whole) and may set their own ``monitor``/``monitor_mode`` and name the earlier stages whose best
 checkpoints they need (``inputs: {teacher_ckpt: baseline}``); other kinds name a function
 (``_target_``) called as ``fn(cfg, stage_cfg, datamodule, run_dir, done) -> metrics``.
 
@@ -32,6 +32,8 @@ from tasks.train import build_model, build_trainer, fit_and_test
 log = logging.getLogger(__name__)
 DONE_FILE = "stage.json"
 REPLACED = ("optimizer", "scheduler")
+# top-level keys a stage may set for itself (the checkpoint callback reads ${monitor})
+STAGE_KEYS = ("monitor", "monitor_mode")
 
 
 def read_done(run_dir: Path) -> dict[str, dict]:
@@ -70,6 +72,9 @@ def stage_config(cfg: DictConfig, name: str, stage_dir: Path, inputs: dict[str, 
                 stage_cfg.model[key] = model_patch.pop(key)
         stage_cfg.model = OmegaConf.merge(stage_cfg.model, model_patch, inputs)
         stage_cfg.trainer = OmegaConf.merge(stage_cfg.trainer, spec.get("trainer", {}))
+        for key in STAGE_KEYS:
+            if spec.get(key) is not None:
+                stage_cfg[key] = spec[key]
     return stage_cfg
 
 

@@ -43,11 +43,20 @@ def test_experiment_composes(name: str, tmp_path: Path) -> None:
     OmegaConf.to_container(cfg, resolve=True)
 
 
+def smoke_overrides(name: str) -> list[str]:
+    """Experiments that offer a CPU-sized ``scale`` smoke-test it (the paper nets take
+    minutes per step on one core); every other key stays as the experiment has it."""
+    text = (CONF / "experiment" / f"{name}.yaml").read_text()
+    uses_scale = "relu_budget/pipeline" in text
+    return ["scale=cpu"] if uses_scale else []
+
+
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_fast_dev_run(name: str, tmp_path: Path, cache_dir: Path) -> None:
     cfg = compose_cfg(
         [
             f"experiment={name}",
+            *smoke_overrides(name),
             "trainer=cpu",
             "+trainer.fast_dev_run=true",
             "logger=csv",

@@ -244,3 +244,24 @@ def test_cli_subprocess_exits_nonzero_on_missing_dir(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert str(missing) in result.stderr and "does not exist" in result.stderr
+
+
+def test_relu_budget_sweep_gets_a_frontier_plot_per_method(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "multiruns" / "t"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"optimized_metric": "pi/test_acc"}))
+    job = 0
+    for experiment, base in (("autorep_cifar10", 0.9), ("snl_cifar10", 0.85)):
+        for budget in (6000, 12900, 50000):
+            metrics = {
+                "pi/test_acc": base + budget / 1e6,
+                "pi/relu_count": budget * 0.99,
+                "pi/within_budget": 1.0,
+            }
+            write_run(sweep / str(job), [f"experiment={experiment}", f"budget={budget}"], metrics)
+            job += 1
+    written = main([str(sweep)])
+    assert written == 0
+    assert_png(sweep / "plots" / "accuracy_vs_relu_count.png")
+    jobs = pd.read_csv(sweep / "plots" / "jobs.csv")
+    assert sorted(jobs["experiment"].unique()) == ["autorep_cifar10", "snl_cifar10"]

@@ -1,0 +1,300 @@
+"""ReLU-budget training for private inference: the ReLU teacher, AutoReP and SNL.
+
+``method`` picks what every activation site of the net becomes:
+
+- ``relu``: the baseline (teacher); cross-entropy.
+- ``autorep`` (Peng et al., ICCV 2023): masked sites with hysteresis and a channel-wise
+  polynomial (``AutoRepSite``); loss ``CE + KD_T + λ·max(0, density − budget/total)`` with
+  density = kept / total over all sites (straight-through to the masks' aux).
+- ``snl`` (Cho et al., ICML 2022): continuous α, loss ``CE + KD_T + λ·‖α‖₁``; each epoch (or
+  ``snl_check_every`` steps) the count of α > ``snl_threshold`` is taken; when it has not
+  dropped below its lowest (after ``snl_patience`` checks) λ grows ×1.1; training stops once
+  the count is within the budget.
+- ``snl_finetune``: α binarised at ``snl_threshold`` (from ``init_ckpt``) and frozen; the
+  weights are fine-tuned with KD.
+
+The student starts from ``init_ckpt`` (the teacher or the previous stage); the teacher
+(``teacher_ckpt``) is frozen. Logged: ``{train,val,test}/acc``, ``relu/kept``,
+``relu/density``; ``val/acc_in_budget`` is the validation accuracy when the count is within
+``budget_tolerance`` of the budget and 0 otherwise, so that checkpointing on it keeps the
+best network that meets the budget (AutoReP's rule).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+from torch import nn
+
+from lightning_modules.base import EffmlModule
+from lightning_modules.lingcn import kd_loss
+from lightning_modules.nets.resnet_cifar import build_net
+from lightning_modules.relu_sites import AutoRepSite, ReluSite, SnlSite, relu_count, sites
+
+METHODS = ("relu", "autorep", "snl", "snl_finetune")
+
+
+class ReluBudgetModule(EffmlModule):
+    """Image classifier whose ReLU count is trained down to ``budget``.
+
+    Args:
+        method: one of ``METHODS``.
+        arch: ``resnet18_in`` or ``wrn_<depth>_<widen>``; ``width`` narrows it for CPU runs.
+        num_classes, in_channels, image_size: from the datamodule.
+        budget: kept ReLUs wanted (per image); ignored by ``relu``.
+        lam: λ, the budget penalty (AutoReP) or the initial L1 weight (SNL).
+        temperature: KD temperature (4); ``kd_weight`` scales the KD term.
+        threshold, scale, dapa_*: the AutoReP site (``relu_sites.AutoRepSite``).
+        snl_threshold: α above it counts as a ReLU (1e-2); ``snl_growth``: λ factor (1.1).
+        budget_tolerance: relative slack of ``val/acc_in_budget`` (0.01: within 1%).
+        aux_lr: learning rate of the mask parameters (AutoReP's aux, SNL's α); None: the
+            optimizer's. Short CPU runs raise it so the masks can reach the budget in time.
+        teacher_ckpt, init_ckpt: checkpoints of earlier stages (Lightning files).
+        backend: ``ops.polyact`` backend of the sites (None: by device).
+    """
+
+    def __init__(
+        self,
+        optimizer,
+        scheduler=None,
+        method: str = "relu",
+        arch: str = "resnet18_in",
+        width: int | None = None,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+        budget: int = 12900,
+        lam: float = 140.0,
+        temperature: float = 4.0,
+        kd_weight: float = 1.0,
+        threshold: float = 0.003,
+        scale: float = 0.1,
+        dapa_steps: int = 500,
+        dapa_every: int = 10,
+        dapa_sigma: str = "std",
+        dapa_rescale: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        var_min: float = 0.5,
+        snl_threshold: float = 1e-2,
+        snl_growth: float = 1.1,
+        snl_patience: int = 5,
+        snl_check_every: int | None = None,
+        budget_tolerance: float = 0.01,
+        aux_lr: float | None = None,
+        teacher_ckpt: str | None = None,
+        init_ckpt: str | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor="val/acc")
+        if method not in METHODS:
+            raise ValueError(f"method={method!r}: choose one of {METHODS}")
+        if method != "relu" and budget < 1:
+            raise ValueError(f"budget={budget}: the ReLU budget must be >= 1")
+        dapa_rescale = tuple(float(v) for v in dapa_rescale)  # plain floats in checkpoints
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.method = method
+        shape_kwargs = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
+        self.net = build_net(arch, width=width, act=self._site_factory(), **shape_kwargs)
+        kept, total = relu_count(self.net)
+        if method != "relu" and budget > total:
+            raise ValueError(
+                f"budget={budget} exceeds the {total} ReLUs of {arch} (width {width}) at "
+                f"{image_size}x{image_size}: lower the budget or widen the net"
+            )
+        self.total_relus = total
+        if init_ckpt:
+            self._load_student(init_ckpt)
+        if method == "snl_finetune":
+            for site in sites(self.net):
+                site.binarize(snl_threshold)
+        self.teacher: nn.Module | None = None
+        if teacher_ckpt:
+            self.teacher = build_net(arch, width=width, **shape_kwargs)
+            self.teacher.load_state_dict(_net_state(teacher_ckpt, sites_of=self.teacher))
+            self.teacher.requires_grad_(False).eval()
+        self.lam = lam
+        self._lowest = total
+        self._stalled = 0
+        metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+        self.train_acc, self.val_acc, self.test_acc = metric, metric.clone(), metric.clone()
+        self.val_best = torchmetrics.MaxMetric()
+
+    def configure_optimizers(self) -> dict:
+        """As the base class, with the mask parameters in their own group when aux_lr is set."""
+        if self.hparams.aux_lr is None:
+            return super().configure_optimizers()
+        masks = {
+            id(p) for s in sites(self.net) for n, p in s.named_parameters() if n in ("aux", "alpha")
+        }
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in trainable if id(p) not in masks]},
+            {"params": [p for p in trainable if id(p) in masks], "lr": self.hparams.aux_lr},
+        ]
+        optimizer = self.optimizer_factory(params=[g for g in groups if g["params"]])
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=optimizer),
+                "interval": "epoch",
+            },
+        }
+
+    def _site_factory(self):
+        hp = self.hparams
+        if hp.method == "relu":
+            return ReluSite
+        if hp.method == "autorep":
+            return lambda shape: AutoRepSite(
+                shape,
+                scale=hp.scale,
+                threshold=hp.threshold,
+                dapa_steps=hp.dapa_steps,
+                dapa_every=hp.dapa_every,
+                var_min=hp.var_min,
+                dapa_sigma=hp.dapa_sigma,
+                dapa_rescale=tuple(hp.dapa_rescale),
+                backend=hp.backend,
+            )
+        return lambda shape: SnlSite(shape, backend=hp.backend)
+
+    def _load_student(self, path: str) -> None:
+        """Weights from an earlier stage; sites' own parameters load when the kinds match."""
+        state = _net_state(path)
+        own = self.net.state_dict()
+        matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(matched, strict=False)
+        missing = [k for k in own if k not in matched and not _is_site_key(self.net, k)]
+        if missing:
+            raise ValueError(
+                f"init_ckpt={path!r} lacks weights {missing[:5]}: is it the same arch/width?"
+            )
+
+    # ---- counting and losses ------------------------------------------------------------------
+
+    def relu_kept(self) -> int:
+        """Kept ReLUs per image now (masks; α > snl_threshold for SNL before binarising)."""
+        if self.method == "snl":
+            thr = self.hparams.snl_threshold
+            return int(sum(int((s.alpha.detach() > thr).sum()) for s in sites(self.net)))
+        return relu_count(self.net)[0]
+
+    def _penalty(self) -> torch.Tensor:
+        hp = self.hparams
+        if self.method == "autorep":
+            gates = [s.last_gate for s in sites(self.net)]
+            density = sum(g.sum() for g in gates) / self.total_relus
+            self.log("train/relu_density", density, on_step=False, on_epoch=True)
+            return self.lam * F.relu(density - hp.budget / self.total_relus)
+        if self.method == "snl":
+            l1 = sum(s.alpha.abs().sum() for s in sites(self.net))
+            return self.lam * l1
+        return torch.zeros((), device=self.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def train(self, mode: bool = True) -> ReluBudgetModule:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
+        x, y = batch  # (B, C, H, W), (B,)
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        if self.teacher is not None:
+            with torch.no_grad():
+                t_logits = self.teacher(x)
+            kd = kd_loss(logits, t_logits, self.hparams.temperature)
+            self.log("train/kd", kd, on_step=False, on_epoch=True)
+            loss = loss + self.hparams.kd_weight * kd
+        if self.method in ("autorep", "snl"):
+            penalty = self._penalty()
+            self.log("train/penalty", penalty, on_step=False, on_epoch=True)
+            loss = loss + penalty
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        every = self.hparams.snl_check_every
+        if self.method == "snl" and every and (self.global_step % every == 0):
+            self._snl_check()
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        if self.method == "snl" and not self.hparams.snl_check_every:
+            self._snl_check()
+        kept = self.relu_kept()
+        self.log("relu/kept", float(kept))
+        self.log("relu/density", kept / self.total_relus)
+
+    def _snl_check(self) -> None:
+        """SNL's schedule: stop within budget; grow λ when the count stalls."""
+        kept = self.relu_kept()
+        if kept <= self.hparams.budget:
+            self.trainer.should_stop = True
+            return
+        if kept < self._lowest:
+            self._lowest, self._stalled = kept, 0
+            return
+        self._stalled += 1
+        if self._stalled >= self.hparams.snl_patience:
+            self.lam *= self.hparams.snl_growth
+        self.log("train/snl_lambda", self.lam)
+
+    def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True)
+        metric(logits, y)
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        acc = self.val_acc.compute()
+        self.val_best(acc)
+        self.log("val/acc_best", self.val_best.compute())
+        kept = self.relu_kept()
+        in_budget = self.method == "relu" or kept <= self.hparams.budget * (
+            1 + self.hparams.budget_tolerance
+        )
+        self.log("val/relu_kept", float(kept))
+        self.log("val/acc_in_budget", acc if in_budget else torch.zeros_like(acc))
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc)
+
+    def on_test_epoch_end(self) -> None:
+        self.log("test/relu_kept", float(self.relu_kept()))
+
+
+def _net_state(path: str, sites_of: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """The ``net.*`` weights of a ReluBudgetModule checkpoint, prefix removed; with
+    ``sites_of``, only the keys that module has (a teacher drops a student's site state)."""
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    net = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    if sites_of is not None:
+        own = sites_of.state_dict()
+        net = {k: v for k, v in net.items() if k in own}
+    return net
+
+
+def _is_site_key(net: nn.Module, key: str) -> bool:
+    owner = key.rsplit(".", 1)[0]
+    while owner:
+        module = net.get_submodule(owner) if owner else net
+        if isinstance(module, (AutoRepSite, SnlSite)):
+            return True
+        owner = owner.rsplit(".", 1)[0] if "." in owner else ""
+    return False

@@ -1,0 +1,117 @@
+"""The ``pi`` stage of the ReLU-budget pipelines: the exact ReLU count of the final network,
+its exported mask, and the estimated private-inference cost (``tasks.pi_cost``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from omegaconf import DictConfig
+
+from lightning_modules.relu_budget import ReluBudgetModule
+from lightning_modules.relu_sites import AutoRepSite, export_mask, relu_count, sites
+from tasks.pi_cost import GcCostModel
+
+log = logging.getLogger(__name__)
+
+
+def load_final(ckpt: str) -> ReluBudgetModule:
+    """A trained stage's module on the CPU, without its teacher."""
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+    hparams = {**saved["hyper_parameters"], "teacher_ckpt": None, "init_ckpt": None}
+    model = ReluBudgetModule(optimizer=torch.optim.SGD, **hparams)
+    state = {k: v for k, v in saved["state_dict"].items() if not k.startswith("teacher.")}
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def site_table(model: ReluBudgetModule) -> list[dict]:
+    """Per site: name, shape, kept ReLUs, total elements."""
+    rows = []
+    for name, mask in export_mask(model.net).items():
+        rows.append(
+            {
+                "site": name,
+                "shape": list(mask.shape),
+                "kept": int(mask.sum()),
+                "total": mask.numel(),
+            }
+        )
+    return rows
+
+
+def plot_sites(rows: list[dict], path: Path, title: str) -> Path:
+    """Kept vs total ReLUs per site (log scale): where the budget went."""
+    fig = Figure(figsize=(max(6.0, 0.35 * len(rows)), 3.6), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    xs = range(len(rows))
+    ax.bar(xs, [r["total"] for r in rows], color="0.85", label="sites (ReLUs in the original net)")
+    ax.bar(xs, [max(r["kept"], 1e-1) for r in rows], color="C3", label="ReLUs kept")
+    ax.set_yscale("log")
+    ax.set_xticks(
+        list(xs),
+        [r["site"].removeprefix("layers.").removeprefix("blocks.") for r in rows],
+        rotation=90,
+        fontsize=6,
+    )
+    ax.set_ylabel("per image")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.savefig(path, dpi=150)
+    return path
+
+
+def private_inference_stage(
+    cfg: DictConfig, spec: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path, done: dict
+) -> dict[str, float]:
+    """Count, export and cost the network of stage ``spec.inputs.model``."""
+    source = spec.inputs.model
+    if source not in done or "best_ckpt" not in done[source]:
+        raise ValueError(f"the pi stage needs the finished training stage {source!r}")
+    model = load_final(done[source]["best_ckpt"])
+    kept, total = relu_count(model.net)
+    polys = sum(int((s.mask == 0).sum()) for s in sites(model.net) if isinstance(s, AutoRepSite))
+    layers = sum(1 for _ in sites(model.net))
+    cost_model = GcCostModel(**dict(spec.get("cost", {}) or {}))
+    cost = cost_model.estimate(kept, polys, layers)
+    full = cost_model.estimate(total, 0, layers)
+    out = run_dir / "pi"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(export_mask(model.net), out / "relu_mask.pt")
+    rows = site_table(model)
+    (out / "relu_sites.json").write_text(json.dumps(rows, indent=1) + "\n")
+    budget = model.hparams.budget if model.method != "relu" else total
+    plot_sites(
+        rows,
+        out / "relu_sites.png",
+        f"{model.hparams.arch} {model.method}: {kept:,} of {total:,} ReLUs",
+    )
+    stage_metrics = done[source]["metrics"]
+    metrics = {
+        "pi/test_acc": float(stage_metrics.get(f"{source}/test_acc", float("nan"))),
+        "pi/relu_count": float(kept),
+        "pi/relu_total": float(total),
+        "pi/relu_budget": float(budget),
+        "pi/within_budget": float(kept <= budget * (1 + model.hparams.budget_tolerance)),
+        "pi/poly_count": float(polys),
+        "pi/latency_reduction": full["online_latency_s"] / cost["online_latency_s"],
+    }
+    metrics.update({f"pi/{k}": v for k, v in cost.items()})
+    metrics["pi/all_relu_online_latency_s"] = full["online_latency_s"]
+    log.info(
+        "%s: %d of %d ReLUs kept (budget %d), %d polynomials; estimated online %.3f s, %.1f MB",
+        source,
+        kept,
+        total,
+        budget,
+        polys,
+        cost["online_latency_s"],
+        cost["online_comm_mb"],
+    )
+    return metrics
