@@ -73,7 +73,7 @@ def stage_config(cfg: DictConfig, name: str, stage_dir: Path, inputs: dict[str, 
         stage_cfg.model = OmegaConf.merge(stage_cfg.model, model_patch, inputs)
         stage_cfg.trainer = OmegaConf.merge(stage_cfg.trainer, spec.get("trainer", {}))
         for key in STAGE_KEYS:
-            if spec.get(key) is not None:
+            if key in spec:  # monitor: null saves the last epoch instead of the best
                 stage_cfg[key] = spec[key]
     return stage_cfg
 
