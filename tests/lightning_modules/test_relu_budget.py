@@ -4,6 +4,7 @@ losses and errors, and the private-inference cost model."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -20,6 +21,11 @@ from lightning_modules.relu_sites import (
 )
 from ops.polyact import dapa_coefficients, dapa_mse
 from tasks.pi_cost import GcCostModel
+
+# recorded with torch 2.14.1 on CPU (see _five_steps)
+GOLDEN_RELU = 0.38775
+GOLDEN_AUTOREP = 9.11349
+GOLDEN_SNL = 2.28500
 
 
 @pytest.mark.parametrize(("arch", "expected"), [("resnet18_in", 491_520), ("wrn_22_8", 1_359_872)])
@@ -192,3 +198,35 @@ def test_cost_model_is_linear_in_relus_and_checks_inputs() -> None:
     assert model.estimate(0, 1000, 1)["online_comm_mb"] < one["online_comm_mb"] / 20
     with pytest.raises(ValueError, match="bandwidth_mbps"):
         GcCostModel(bandwidth_mbps=0)
+
+
+def _five_steps(method: str) -> float:
+    """Loss after 5 Adam steps of a width-4 resnet18_in on fixed 8×8 images (reference ops)."""
+    torch.manual_seed(0)
+    model = ReluBudgetModule(
+        partial(torch.optim.Adam, lr=0.01),
+        method=method,
+        width=4,
+        image_size=8,
+        budget=200,
+        lam=10.0 if method == "autorep" else 1e-3,
+        dapa_steps=3,
+        dapa_every=1,
+        backend="reference",
+    ).train()
+    model.log = lambda *a, **k: None
+    x = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(16) % 10
+    optimizer = model.configure_optimizers()["optimizer"]
+    for step in range(5):
+        loss = model.training_step((x, y), step)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return loss.item()
+
+
+@pytest.mark.parametrize("method", ["relu", "autorep", "snl"])
+def test_golden_loss(method: str) -> None:
+    golden = {"relu": GOLDEN_RELU, "autorep": GOLDEN_AUTOREP, "snl": GOLDEN_SNL}[method]
+    assert _five_steps(method) == pytest.approx(golden, abs=1e-4)
