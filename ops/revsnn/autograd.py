@@ -178,7 +178,7 @@ def reversible_lif(
     x_seq: torch.Tensor,
     tau: float = 2.0,
     v_threshold: float = 1.0,
-    gamma: float = 0.5,
+    gamma: float = 0.125,
     surrogate_alpha: float = 4.0,
     backend: str | None = None,
     backward: str = "sweep",
@@ -218,7 +218,7 @@ def reversible_lif_inverse(
     v_final: torch.Tensor,
     tau: float = 2.0,
     v_threshold: float = 1.0,
-    gamma: float = 0.5,
+    gamma: float = 0.125,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The inputs x_seq and the initial state v_0 that produced (y_seq, v_final)."""
     return reversible_lif_inverse_reference(y_seq, v_final, tau, v_threshold, gamma)
@@ -235,7 +235,7 @@ class ReversibleLIFNode(nn.Module):
         self,
         tau: float = 2.0,
         v_threshold: float = 1.0,
-        gamma: float = 0.5,
+        gamma: float = 0.125,
         surrogate_alpha: float = 4.0,
         backend: str | None = None,
         backward: str = "sweep",

@@ -116,7 +116,7 @@ def check_params(tau: float, v_threshold: float, gamma: float, alpha: float) -> 
         raise ValueError(f"v_threshold={v_threshold}: must be > 0 (e.g. 1.0)")
     if not gamma > 0.0:
         raise ValueError(
-            f"gamma={gamma}: the output y = s + γ·v needs γ > 0 to be invertible (e.g. 0.5)"
+            f"gamma={gamma}: the output y = s + γ·v needs γ > 0 to be invertible (e.g. 0.125)"
         )
     if not alpha > 0.0:
         raise ValueError(f"surrogate_alpha={alpha}: must be > 0 (SpikingJelly's Sigmoid uses 4)")
@@ -126,7 +126,7 @@ def reversible_lif_reference(
     x_seq: torch.Tensor,
     tau: float = 2.0,
     v_threshold: float = 1.0,
-    gamma: float = 0.5,
+    gamma: float = 0.125,
     alpha: float = 4.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The node over T steps from v = 0, under plain autograd.
@@ -150,7 +150,7 @@ def reversible_lif_inverse_reference(
     v_final: torch.Tensor,
     tau: float = 2.0,
     v_threshold: float = 1.0,
-    gamma: float = 0.5,
+    gamma: float = 0.125,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs and initial state from the outputs and the final state.
 

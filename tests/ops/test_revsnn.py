@@ -53,7 +53,7 @@ def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def test_equations_by_hand() -> None:
-    """One step from v = 0 with γ = 0.5, τ = 2, θ = 1: y = Θ(d/2 − 1), v' = d/2 − y."""
+    """One step from v = 0 with τ = 2, θ = 1: y = Θ(d/2 − 1), v' = d/2 − y (any γ)."""
     x = torch.tensor([[[3.0, 1.0], [0.5, -2.0]]]).permute(0, 2, 1).unsqueeze(0)  # (1, 1, 2, 2)
     x1, x2 = x[0, 0, 0], x[0, 0, 1]  # (2,) each: [3, 0.5] and [1, -2]
     y, v = reversible_lif(x, backend="cpu", return_state=True)
@@ -125,7 +125,7 @@ def test_gradients_fp64_sweep(steps: int, backend: str) -> None:
     assert rel_err(leaf.grad, g_ref) <= 1e-12
 
 
-@pytest.mark.parametrize("gamma", [0.25, 1.0])
+@pytest.mark.parametrize("gamma", [0.3, 1.0])
 def test_other_constants(gamma: float) -> None:
     x = drive((6, 2, 4, 3), seed=5)
     grad_y = drive(x.shape, seed=6)
