@@ -1,0 +1,109 @@
+"""Image and event-frame classification with spiking nets (reversible node vs LIF, issue 6).
+
+The net (``arch``: spiking VGG or ResNet, ``lightning_modules/nets/snn.py``) runs T steps of
+the chosen node (``node``: reversible | reversible_autograd | lif) and averages the logits
+over time; the loss is cross-entropy on the averaged logits (direct training with surrogate
+gradients). Logs ``{train,val,test}/{loss,acc}`` and ``val/acc_best``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchmetrics
+
+from lightning_modules.base import EffmlModule
+from lightning_modules.nets.snn import ARCHS, BACKENDS, SpikingResNet, SpikingVGG
+
+
+class SpikingClassifier(EffmlModule):
+    """Trains a spiking VGG/ResNet on (x, y) batches; x is (B, C, H, W) or (B, T, C, H, W).
+
+    Args:
+        in_channels, num_classes, image_size: from the datamodule (``model_kwargs()``).
+        arch: "vgg" (``channels``) or "resnet" (``widths``, ``blocks``).
+        node: "reversible", "reversible_autograd" or "lif".
+        time_steps: T (for event frames, the datamodule's frames per sample).
+        tau, v_threshold, surrogate_alpha: the node's constants, shared by every node kind.
+        gamma: the reversible node's output weight of the previous membrane.
+        backend: ``ops.revsnn`` backend (None: triton on CUDA, cpu otherwise).
+        optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., object] | None = None,
+        arch: str = "vgg",
+        node: str = "reversible",
+        time_steps: int = 4,
+        channels: Sequence[int | str] = (64, "M", 128, "M", 256, "M"),
+        widths: Sequence[int] = (32, 64, 128),
+        blocks: Sequence[int] = (1, 1, 1),
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        gamma: float = 0.125,
+        surrogate_alpha: float = 4.0,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(optimizer, scheduler, monitor="val/acc")
+        # plain lists, not Hydra's ListConfig, so checkpoints load with weights_only=True
+        channels = [c if c == "M" else int(c) for c in channels]
+        widths, blocks = [int(w) for w in widths], [int(b) for b in blocks]
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r}: choose one of {ARCHS}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
+        node_kwargs = {
+            "node": node,
+            "tau": tau,
+            "v_threshold": v_threshold,
+            "gamma": gamma,
+            "surrogate_alpha": surrogate_alpha,
+            "backend": backend,
+        }
+        shapes = (in_channels, num_classes, image_size)
+        if arch == "vgg":
+            self.net: SpikingVGG | SpikingResNet = SpikingVGG(
+                *shapes, channels, time_steps, node_kwargs
+            )
+        else:
+            self.net = SpikingResNet(*shapes, widths, blocks, time_steps, node_kwargs)
+        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
+        self.val_acc = self.train_acc.clone()
+        self.test_acc = self.train_acc.clone()
+        self.val_best = torchmetrics.MaxMetric()
+        self.val_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, num_classes)
+
+    def _step(self, batch: tuple, stage: str, metric: torchmetrics.Metric) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        metric(logits, y)
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True)
+        return loss
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_best.compute(), sync_dist=True)
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
