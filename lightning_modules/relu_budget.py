@@ -47,6 +47,8 @@ class ReluBudgetModule(EffmlModule):
         temperature: KD temperature (4); ``kd_weight`` scales the KD term.
         threshold, scale, dapa_*: the AutoReP site (``relu_sites.AutoRepSite``).
         snl_threshold: α above it counts as a ReLU (1e-2); ``snl_growth``: λ factor (1.1).
+        snl_min_drop: a check whose count fell by less than this fraction of the lowest so far
+            counts as stalled (0: SNL's rule, any drop is progress; short runs raise it).
         budget_tolerance: relative slack of ``val/acc_in_budget`` (0.01: within 1%).
         aux_lr: learning rate of the mask parameters (AutoReP's aux, SNL's α); None: the
             optimizer's. Short CPU runs raise it so the masks can reach the budget in time.
@@ -79,6 +81,7 @@ class ReluBudgetModule(EffmlModule):
         snl_growth: float = 1.1,
         snl_patience: int = 5,
         snl_check_every: int | None = None,
+        snl_min_drop: float = 0.0,
         budget_tolerance: float = 0.01,
         aux_lr: float | None = None,
         teacher_ckpt: str | None = None,
@@ -241,9 +244,10 @@ class ReluBudgetModule(EffmlModule):
         if kept <= self.hparams.budget:
             self.trainer.should_stop = True
             return
-        if kept < self._lowest:
+        if kept < self._lowest * (1 - self.hparams.snl_min_drop):
             self._lowest, self._stalled = kept, 0
             return
+        self._lowest = min(self._lowest, kept)
         self._stalled += 1
         if self._stalled >= self.hparams.snl_patience:
             self.lam *= self.hparams.snl_growth

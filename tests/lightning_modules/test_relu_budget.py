@@ -230,3 +230,32 @@ def _five_steps(method: str) -> float:
 def test_golden_loss(method: str) -> None:
     golden = {"relu": GOLDEN_RELU, "autorep": GOLDEN_AUTOREP, "snl": GOLDEN_SNL}[method]
     assert _five_steps(method) == pytest.approx(golden, abs=1e-4)
+
+
+def test_snl_schedule_grows_lambda_on_stalls_and_stops_within_budget() -> None:
+    model = _module("snl", snl_patience=2, snl_growth=2.0, snl_min_drop=0.1)
+    model.log = lambda *a, **k: None
+    trainer = type("T", (), {"should_stop": False})()
+    model._trainer = trainer
+    alphas = [s.alpha for s in sites(model.net)]
+    total = sum(a.numel() for a in alphas)
+
+    def keep(n: int) -> None:
+        flat = torch.zeros(total)
+        flat[:n] = 1.0
+        with torch.no_grad():
+            for a, chunk in zip(alphas, flat.split([a.numel() for a in alphas]), strict=True):
+                a.copy_(chunk.view_as(a))
+
+    lam = model.lam
+    keep(1500)  # a 22% drop from 1920: progress
+    model._snl_check()
+    keep(1450)  # 3%: below snl_min_drop, a stall
+    model._snl_check()
+    assert model.lam == lam
+    keep(1440)  # the second stall in a row: λ doubles
+    model._snl_check()
+    assert model.lam == 2 * lam and not trainer.should_stop
+    keep(50)
+    model._snl_check()
+    assert trainer.should_stop
