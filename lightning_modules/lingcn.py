@@ -9,10 +9,20 @@ Stages (``stage=``):
 - ``poly``: gates frozen from ``linearize``; kept sites become the node-wise polynomial
   ``P(x) = s·w2·x² + w1·x + b`` (s = 0.01, b frozen at 0, w clamped to [−2, 2]); the same
   distillation with the stage's η, φ and no μ.
-- ``cryptogcn``: the comparison network, CryptoGCN-style: every site keeps a node-wise
-  polynomial (no structural linearization), started from the baseline and distilled the
-  same way; its encrypted circuit is the baseline LinGCN is compared with. (A plain x² at
-  all six sites diverges in training here, so the polynomial is learned as in ``poly``.)
+- ``cryptogcn``: the comparison network, CryptoGCN-style: the same ST-GCN with every ReLU
+  replaced by a plain x² (``cryptogcn_act="square"``; no structural linearization, no
+  node-wise coefficients), started from the baseline and distilled the same way; its
+  encrypted circuit is the baseline LinGCN is compared with. ``cryptogcn_act="poly"`` keeps
+  LinGCN's node-wise polynomial at every site instead.
+
+Training x² from the ReLU weights: with the baseline's batch-norm affines every square sees
+a zero-mean input, and six stacked squares (degree 64, and an identity residual that carries
+one square into the next) blow activations up to ~1e8 and training to chance. Shifting each
+site's input by an offset B through the batch-norm bias before it and using c·x² with the
+fixed constant c = 1/(2B) (:func:`init_square_offsets`) makes the square start near-linear,
+c·(v + B)² = B/2 + v + v²/(2B), as LinGCN's polynomials start near the identity. The shift is
+an ordinary bias and c a constant (one ct×ct square per site under CKKS, like x²): the
+network is the x² network, initialised so that it trains.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from lightning_modules.nets.stgcn import STGCN
 from ops.polyact import PolyAct, paired_gates, poly_act
 
 STAGES = ("baseline", "linearize", "poly", "cryptogcn")
+CRYPTOGCN_ACTS = ("square", "poly")
 POLY_SCALE = 0.01
 POLY_CLAMP = (-2.0, 2.0)
 
@@ -71,6 +82,58 @@ class PolySite(nn.Module):
         return self.poly(x, self.gate)
 
 
+class SquareSite(nn.Module):
+    """CryptoGCN's activation: y = c·x² at every node and channel, c a fixed constant.
+
+    c = 1 is the plain square; :func:`init_square_offsets` sets c = 1/(2B). Under CKKS the
+    constant costs nothing: it is relabelled into the scale of the one ct×ct square (he.fusion),
+    or equally folded into the next layer's plaintext weights.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, T, V)
+        return self.scale * x * x
+
+
+@torch.no_grad()
+def init_square_offsets(net: STGCN, offset: float) -> None:
+    """Put every x² site of a ReLU-trained ``net`` in its near-linear regime, in place.
+
+    Each site gets c = 1/(2B), B = ``offset``, and its input v is shifted to v + B through the
+    batch-norm bias that produces it, so c·(v + B)² = B/2 + v + v²/(2B): the activation starts
+    as the identity plus a small square. The constant B/2 a site passes on is cancelled in the
+    next graph conv's and residual conv's bias and in the head's; an identity residual carries
+    it into the next site, whose shift is B/2 instead of B. What is left is v²/(2B) per site,
+    plus the constant's edge effect in the temporal conv, whose zero padding no bias cancels.
+
+    (The same function with c = 1 would put √c into the batch-norm scales, but then SGD moves
+    the rescaled parameters 1/c times faster in function space and the plain x² net diverges.)
+    """
+    if offset <= 0:
+        raise ValueError(f"square_offset={offset!r}: must be > 0 (e.g. 8)")
+
+    def cancel(conv: nn.Conv2d) -> None:
+        """conv(x + B/2) = conv(x) for a 1×1 conv."""
+        conv.bias.sub_(conv.weight.flatten(1).sum(1) * offset / 2)
+
+    for b, block in enumerate(net.blocks):
+        if b > 0:
+            cancel(block.gcn)
+        block.bn1.bias.add_(offset)
+        if isinstance(block.residual, nn.Identity):
+            block.bn2.bias.add_(offset / 2)  # the residual brings the other B/2
+        else:
+            block.bn2.bias.add_(offset)
+            if block.residual is not None:
+                cancel(block.residual[0])
+        for site in (block.act1, block.act2):
+            site.scale.fill_(1.0 / (2.0 * offset))
+    cancel(net.head)
+
+
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton distillation: KL(softmax(t/T) ‖ softmax(s/T))·T²."""
     return (
@@ -110,6 +173,10 @@ class LinGCNModule(EffmlModule):
         eta, phi, temperature: distillation weights (KD and attention transfer).
         mu: the gate penalty weight (``linearize``).
         gate_init: the aux init range (LinGCN: U(5e-4, 1e-3), all gates kept at start).
+        cryptogcn_act: the ``cryptogcn`` stage's activation: ``square`` (x², CryptoGCN) or
+            ``poly`` (LinGCN's node-wise polynomial at every site).
+        square_offset: B of :func:`init_square_offsets` (``cryptogcn_act="square"``); None
+            keeps the baseline's affines and c = 1 (plain x², which diverges here).
     """
 
     def __init__(
@@ -131,6 +198,8 @@ class LinGCNModule(EffmlModule):
         mu: float = 1.0,
         gate_init: tuple[float, float] = (5e-4, 1e-3),
         num_frames: int | None = None,
+        cryptogcn_act: str = "square",
+        square_offset: float | None = 8.0,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor="val/acc")
         if stage not in STAGES:
@@ -139,6 +208,8 @@ class LinGCNModule(EffmlModule):
             raise ValueError(f"stage={stage!r} distils from the baseline: give teacher_ckpt")
         if stage == "poly" and not init_ckpt:
             raise ValueError("stage='poly' starts from the linearize stage: give init_ckpt")
+        if cryptogcn_act not in CRYPTOGCN_ACTS:
+            raise ValueError(f"cryptogcn_act={cryptogcn_act!r}: choose one of {CRYPTOGCN_ACTS}")
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta={eta!r}: must be in [0, 1]")
         # plain Python values, so checkpoints load with torch.load(weights_only=True)
@@ -146,6 +217,7 @@ class LinGCNModule(EffmlModule):
         gate_init = tuple(float(g) for g in gate_init)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
         self.stage = stage
+        self.squares = stage == "cryptogcn" and cryptogcn_act == "square"
         net_kwargs = dict(
             in_channels=in_channels,
             num_classes=num_classes,
@@ -168,6 +240,8 @@ class LinGCNModule(EffmlModule):
             self.teacher.requires_grad_(False).eval()
             if stage in ("linearize", "cryptogcn"):
                 self.net.load_state_dict(_net_state(teacher_ckpt), strict=False)
+            if self.squares and square_offset is not None:
+                init_square_offsets(self.net, square_offset)
         if stage == "poly":
             self._init_from_linearized(init_ckpt)
         metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
@@ -180,6 +254,8 @@ class LinGCNModule(EffmlModule):
             return lambda block, site, channels: nn.ReLU()
         if stage == "linearize":
             return lambda block, site, channels: LinearizedSite(self.gate_state, block, site)
+        if self.squares:
+            return lambda block, site, channels: SquareSite()
         return lambda block, site, channels: PolySite(num_nodes)
 
     def _init_from_linearized(self, init_ckpt: str) -> None:
@@ -193,10 +269,10 @@ class LinGCNModule(EffmlModule):
             block.act2.gate.copy_(gates[b, 1].view(1, 1, -1))
 
     def gates(self) -> torch.Tensor:
-        """The current 0/1 gates (blocks, 2, V): learned (linearize), frozen (poly), all 1."""
+        """The current 0/1 gates (blocks, 2, V): learned (linearize), frozen (poly), else 1."""
         if self.stage == "linearize":
             return paired_gates(self.aux)
-        if self.stage in ("poly", "cryptogcn"):
+        if self.stage in ("poly", "cryptogcn") and not self.squares:
             return torch.stack(
                 [
                     torch.stack([b.act1.gate.flatten(), b.act2.gate.flatten()])
@@ -292,6 +368,10 @@ def site_coefficients(site: nn.Module, num_nodes: int) -> tuple[torch.Tensor, to
     Returns:
         coeffs (V, 3) float64 and kept (V,) bool.
     """
+    if isinstance(site, SquareSite):
+        coeffs = torch.zeros(num_nodes, 3, dtype=torch.float64)
+        coeffs[:, 0] = site.scale.double()
+        return coeffs, torch.ones(num_nodes, dtype=torch.bool)
     if isinstance(site, PolySite):
         low, high = POLY_CLAMP
         poly = site.poly
