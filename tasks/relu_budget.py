@@ -52,8 +52,9 @@ def plot_sites(rows: list[dict], path: Path, title: str) -> Path:
     ax = fig.add_subplot()
     xs = range(len(rows))
     ax.bar(xs, [r["total"] for r in rows], color="0.85", label="sites (ReLUs in the original net)")
-    ax.bar(xs, [max(r["kept"], 1e-1) for r in rows], color="C3", label="ReLUs kept")
+    ax.bar(xs, [r["kept"] for r in rows], color="C3", label="ReLUs kept (none: no bar)")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=0.5)
     ax.set_xticks(
         list(xs),
         [r["site"].removeprefix("layers.").removeprefix("blocks.") for r in rows],
