@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from .reference import leak_coefficients
+from .reference import GUARD, leak_coefficients
 
 
 def _surrogate(u: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -40,6 +40,8 @@ def revsnn_fwd_cpu(
     def group(drive: torch.Tensor, g: int) -> torch.Tensor:
         v_g = v[:, g]
         h = c * v_g + b * drive
+        pushed = torch.where(h >= v_threshold, v_threshold + GUARD, v_threshold - GUARD)
+        h = torch.where((h - v_threshold).abs() < GUARD, pushed, h)
         y = (h >= v_threshold).to(h.dtype).add_(v_g, alpha=gamma)
         v[:, g] = h - v_threshold * y
         return y

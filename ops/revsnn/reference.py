@@ -23,6 +23,10 @@ from __future__ import annotations
 
 import torch
 
+# Firing potentials closer than this to θ are pushed to θ ± GUARD (same side) in the forward,
+# so the spike recomputed from the rebuilt potential (off by rounding, ~1e-6) cannot flip.
+GUARD = 2.0**-18
+
 
 class SigmoidSpike(torch.autograd.Function):
     """Θ(u) forward (1 where u ≥ 0), α·σ(αu)·(1 − σ(αu)) backward (SpikingJelly's Sigmoid)."""
@@ -55,10 +59,17 @@ def group_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One group, one step: (drive d, membrane v) → (output y, new membrane v')."""
     a, b = leak_coefficients(tau)
-    h = (a + v_threshold * gamma) * v + b * d
+    h = guard_potential((a + v_threshold * gamma) * v + b * d, v_threshold)
     s = SigmoidSpike.apply(h - v_threshold, alpha)
     y = s + gamma * v
     return y, h - v_threshold * y
+
+
+def guard_potential(h: torch.Tensor, v_threshold: float) -> torch.Tensor:
+    """h with values within GUARD of θ moved to θ ± GUARD; the gradient passes unchanged."""
+    near = (h - v_threshold).abs() < GUARD
+    pushed = torch.where(h >= v_threshold, v_threshold + GUARD, v_threshold - GUARD)
+    return h + (torch.where(near, pushed, h) - h).detach()
 
 
 def split_groups(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,11 +21,18 @@ import torch
 import triton
 import triton.language as tl
 
-from .reference import leak_coefficients
+from .reference import GUARD, leak_coefficients
 
 # Triton decides at decoration time whether a kernel is interpreted (CPU tensors).
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
+
+
+@triton.jit
+def _guard(h, v_threshold, guard):
+    """h within ``guard`` of θ pushed to θ ± guard on its own side (see reference.GUARD)."""
+    pushed = tl.where(h >= v_threshold, v_threshold + guard, v_threshold - guard)
+    return tl.where(tl.abs(h - v_threshold) < guard, pushed, h)
 
 
 @triton.jit
@@ -39,6 +46,7 @@ def _revsnn_fwd_step_kernel(
     b,  # β = 1/τ, weight of the drive
     v_threshold,  # θ
     gamma,  # γ, weight of v_{t−1} in the output
+    guard,  # firing potentials within this of θ are pushed to θ ± guard
     ACC: tl.constexpr,  # compute dtype, tl.float32 or tl.float64
     BLOCK: tl.constexpr,  # element pairs per program, a power of two
 ):
@@ -51,9 +59,9 @@ def _revsnn_fwd_step_kernel(
     x2 = tl.load(x_ptr + o2, mask=mask, other=0).to(ACC)
     v1 = tl.load(v_ptr + o1, mask=mask, other=0).to(ACC)
     v2 = tl.load(v_ptr + o2, mask=mask, other=0).to(ACC)
-    h1 = c * v1 + b * (x1 + x2)
+    h1 = _guard(c * v1 + b * (x1 + x2), v_threshold, guard)
     y1 = tl.where(h1 >= v_threshold, 1.0, 0.0).to(ACC) + gamma * v1
-    h2 = c * v2 + b * (x2 + y1)
+    h2 = _guard(c * v2 + b * (x2 + y1), v_threshold, guard)
     y2 = tl.where(h2 >= v_threshold, 1.0, 0.0).to(ACC) + gamma * v2
     tl.store(y_ptr + o1, y1.to(y_ptr.dtype.element_ty), mask=mask)
     tl.store(y_ptr + o2, y2.to(y_ptr.dtype.element_ty), mask=mask)
@@ -152,7 +160,7 @@ def revsnn_fwd_triton(
         with _device_guard(x):
             for t in range(steps):
                 _revsnn_fwd_step_kernel[(triton.cdiv(n, block),)](
-                    x[t], y[t], v, n, m, a + v_threshold * gamma, b, v_threshold, gamma,
+                    x[t], y[t], v, n, m, a + v_threshold * gamma, b, v_threshold, gamma, GUARD,
                     ACC=_TL_DTYPE[x.dtype], BLOCK=block,
                 )  # fmt: skip
     return y.view(x_seq.shape), v

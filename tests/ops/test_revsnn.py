@@ -166,7 +166,7 @@ def test_saves_only_outputs_and_final_state(backward: str) -> None:
         assert sum(extra.values()) == 2 * 6 * 4 * 4 * 4  # v_T: (B, 2, C/2·S) fp32
         assert y.untyped_storage().data_ptr() in saved
     _, saved_ref = saved_storages(lambda: reversible_lif_reference(x)[0])
-    assert sum(saved_ref.values()) == steps * x[0].numel() * 4  # autograd: h − θ every step
+    assert sum(saved_ref.values()) >= steps * x[0].numel() * 4  # autograd keeps every step
 
 
 def test_module_and_dispatch() -> None:
