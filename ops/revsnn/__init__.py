@@ -30,12 +30,14 @@ Where this departs from the paper's description, and why:
   signal, and small γ brings the node closer to SpikingJelly's LIF (one MNIST epoch on 5k
   images: γ = 1/2, 1/4, 1/8 reach 0.84, 0.86, 0.87 test accuracy, LIF 0.89–0.90), while a
   flipped spike (below) costs 1/γ in the reconstructed state. The default γ = 1/8 is a power
-  of two, so γ·v and (y − s)/γ are exact in binary floating point.
+  of two, so multiplying and dividing by it is exact in binary floating point.
 - Nothing divides by α: inverting a plain leak, v_{t−1} = (v_t − …)/α, multiplies rounding
   errors by (1/α)^T (2^16 at τ = 2, T = 16); here each step's state comes from its own output.
-- Exactness: floating-point reconstruction differs from the forward by a few ulps; where a
-  firing potential lies within that of θ the recomputed spike can flip (rare; measured in
-  ``scripts/bench_revsnn.py``).
+- Exactness: the rebuilt firing potential differs from the forward's by rounding (~1e-6).
+  A spike recomputed from it could flip where h lies that close to θ (2 of 8.4M neuron-steps
+  at CIFAR scale did, rebuilding x 10 off), so the forward pushes any h within
+  GUARD = 2^-18 of θ to θ ± GUARD on its own side (gradient passed straight through). The
+  inputs of those rare neurons are rebuilt up to GUARD/β (7.6e-6 at τ = 2).
 
 Public API: ``reversible_lif`` (functional, ``backward="sweep" | "recompute"``),
 ``ReversibleLIFNode`` (module), ``reversible_lif_inverse``, the Functions, and the reference

@@ -15,7 +15,9 @@ Each time step splits the channels of x_t into two groups (x1, x2) with membrane
 
 Inverse, from (y_t, v_t) alone, group 2 first: h = v' + θ·y, s = Θ(h − θ), v = (y − s)/γ,
 d = (h − (α + θγ)·v)/β, then x2 = d2 − y1 and x1 = d1 − x2. No step divides by α, so
-reconstruction errors do not grow as (1/α)^T over the sequence. Autograd through
+reconstruction errors do not grow as (1/α)^T over the sequence. Firing potentials within
+GUARD of θ are pushed to θ ± GUARD in the forward (``guard_potential``), so the spike
+recomputed from a rebuilt potential, off by rounding, matches the forward's. Autograd through
 ``reversible_lif_reference`` gives the reference gradients; it runs in any float dtype.
 """
 
