@@ -41,9 +41,13 @@ class EffmlModule(pl.LightningModule):
         self._step_time = 0.0
         self._epoch_times: list[float] = []
 
+    def optimizer_params(self) -> list:
+        """What the optimizer trains: the parameters that require grad (frozen teachers stay
+        out); a subclass returns param groups to give some parameters their own settings."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def configure_optimizers(self) -> dict:
-        trainable = [p for p in self.parameters() if p.requires_grad]  # frozen teachers stay out
-        optimizer = self.optimizer_factory(params=trainable)
+        optimizer = self.optimizer_factory(params=self.optimizer_params())
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         scheduler = self.scheduler_factory(optimizer=optimizer)

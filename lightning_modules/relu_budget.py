@@ -122,28 +122,21 @@ class ReluBudgetModule(EffmlModule):
         self.train_acc, self.val_acc, self.test_acc = metric, metric.clone(), metric.clone()
         self.val_best = torchmetrics.MaxMetric()
 
-    def configure_optimizers(self) -> dict:
-        """As the base class, with the mask parameters in their own group when aux_lr is set."""
+    def optimizer_params(self) -> list:
+        """The trainable parameters, the masks (aux / α) in their own group if aux_lr is set."""
+        trainable = super().optimizer_params()
         if self.hparams.aux_lr is None:
-            return super().configure_optimizers()
+            return trainable
         masks = {
-            id(p) for s in sites(self.net) for n, p in s.named_parameters() if n in ("aux", "alpha")
+            id(s.aux if isinstance(s, AutoRepSite) else s.alpha)
+            for s in sites(self.net)
+            if not isinstance(s, ReluSite)
         }
-        trainable = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in trainable if id(p) not in masks]},
             {"params": [p for p in trainable if id(p) in masks], "lr": self.hparams.aux_lr},
         ]
-        optimizer = self.optimizer_factory(params=[g for g in groups if g["params"]])
-        if self.scheduler_factory is None:
-            return {"optimizer": optimizer}
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {
-                "scheduler": self.scheduler_factory(optimizer=optimizer),
-                "interval": "epoch",
-            },
-        }
+        return [g for g in groups if g["params"]]
 
     def _site_factory(self):
         hp = self.hparams
@@ -295,10 +288,10 @@ def _net_state(path: str, sites_of: nn.Module | None = None) -> dict[str, torch.
 
 
 def _is_site_key(net: nn.Module, key: str) -> bool:
-    owner = key.rsplit(".", 1)[0]
-    while owner:
-        module = net.get_submodule(owner) if owner else net
-        if isinstance(module, (AutoRepSite, SnlSite)):
-            return True
-        owner = owner.rsplit(".", 1)[0] if "." in owner else ""
-    return False
+    """Whether ``key`` belongs to a masked site (or its polynomial), whose state a ReLU
+    checkpoint does not have."""
+    parts = key.split(".")[:-1]
+    return any(
+        isinstance(net.get_submodule(".".join(parts[:n])), (AutoRepSite, SnlSite))
+        for n in range(1, len(parts) + 1)
+    )

@@ -204,3 +204,22 @@ def test_maxk_k_sweep_grid_is_valid_for_every_maxk_experiment(tmp_path: Path) ->
         cfg = compose_cfg([*overrides, f"paths.output_dir={tmp_path}"])
         assert cfg.model.nonlinearity == "maxk" and max(ks) <= cfg.model.hidden_channels
         MaxKGNN(8, cfg.model.hidden_channels, 3, num_layers=1, k=max(ks))
+
+
+def test_relu_budget_sweep_grid_fits_every_budget_experiment(tmp_path: Path) -> None:
+    """The budget grid targets the top-level budget that every stage reads, and each budget
+    fits the paper nets' ReLU counts (resnet18_in 491,520; WRN-22-8 at 64×64 far more)."""
+    names = [e for e in EXPERIMENTS if e.startswith(("autorep_", "snl_"))]
+    assert len(names) == 5
+    for name in names:
+        overrides = [f"experiment={name}", "hparams_search=relu_budget_sweep"]
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            full = compose("config", overrides=overrides, return_hydra_config=True)
+        grid = full.hydra.sweeper.params
+        assert list(grid) == ["budget"]
+        budgets = [int(v) for v in str(grid["budget"]).split(",")]
+        assert budgets == [6000, 12900, 25000, 50000, 100000]
+        cfg = compose_cfg([*overrides, "budget=25000", f"paths.output_dir={tmp_path}"])
+        assert cfg.model.budget == 25000 and max(budgets) < 491_520
+        stage = "autorep" if name.startswith("autorep_") else "snl"
+        assert cfg.pipeline[stage].model.method == stage
