@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
-import math
 import os
 import platform
 import statistics
@@ -62,13 +60,10 @@ from ops.maxk import (  # noqa: E402
     spgemm,
     sspmm,
 )
+from scripts.bench_common import log, non_finite, save_result  # noqa: E402
 
 COLUMNS = ("k", "spmm_ms", "topk_ms", "spgemm_ms", "sspmm_ms", "dense_bwd_ms",
            "spgemm_speedup", "sspmm_speedup", "fwd_max_rel_err", "bwd_max_rel_err")  # fmt: skip
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def resolve_graph(graph: str, data_dir: str | None) -> Path:
@@ -406,17 +401,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     result["seconds"] = time.perf_counter() - started
     print_table(result)
-    bad = [k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v)]
+    bad = non_finite([result], lambda row, k: k)
     if bad:
         raise SystemExit(f"non-finite results: {bad}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-        log(f"wrote {args.json}")
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(result, args.plot)
-        log(f"wrote {args.plot}")
+    save_result(result, args.json, args.plot, plot)
     return result
 
 

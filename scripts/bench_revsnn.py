@@ -36,8 +36,6 @@ Per configuration (T, width), on x_seq (T, batch, width, size, size) and on a sp
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import platform
 import statistics
 import sys
@@ -60,15 +58,12 @@ from ops.revsnn import (  # noqa: E402
     reversible_lif_inverse,
     reversible_lif_reference,
 )
+from scripts.bench_common import log, non_finite, save_result  # noqa: E402
 
 KINDS = ("reversible", "reversible_autograd", "lif")
 COLUMNS = ("T", "width", "node_memory_ratio_vs_lif", "net_memory_ratio_vs_lif",
            "step_time_ratio_vs_reversible_autograd", "net_step_time_ratio_vs_reversible_autograd",
            "grad_max_rel_err", "inverse_max_abs_err")  # fmt: skip
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor], exclude: Callable[[torch.Tensor], set]) -> dict:
@@ -325,22 +320,10 @@ def main(argv: list[str] | None = None) -> dict:
         result["results"].append(bench_config(steps, width, args, device, timer))
     result["seconds"] = time.perf_counter() - started
     print_table(result)
-    bad = [
-        (row["T"], row["width"], k)
-        for row in result["results"]
-        for k, v in row.items()
-        if isinstance(v, float) and not math.isfinite(v)
-    ]
+    bad = non_finite(result["results"], lambda row, k: (row["T"], row["width"], k))
     if bad:
         raise SystemExit(f"non-finite results: {bad}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-        log(f"wrote {args.json}")
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot(result, args.plot)
-        log(f"wrote {args.plot}")
+    save_result(result, args.json, args.plot, plot)
     return result
 
 
