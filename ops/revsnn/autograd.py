@@ -79,12 +79,12 @@ def _forward(x_seq, tau, v_threshold, gamma, backend):
     return revsnn_fwd_cpu(x_seq, tau, v_threshold, gamma)
 
 
-class ReversibleLIFFunction(torch.autograd.Function):
-    """The node with the one-sweep backward ("cpu" or "triton" backend).
+class _OutputsOnlyFunction(torch.autograd.Function):
+    """The forward both backwards share: run the node, save only y_seq and v_final.
 
     Arguments (positional): x_seq, tau, v_threshold, gamma, alpha, backend, checked by
-    ``reversible_lif``. Returns (y_seq, v_final); v_final is not differentiable. Saves
-    y_seq and v_final only. Not twice differentiable.
+    ``reversible_lif``. Returns (y_seq, v_final); v_final is not differentiable. Not twice
+    differentiable. Subclasses supply the backward.
     """
 
     @staticmethod
@@ -95,6 +95,10 @@ class ReversibleLIFFunction(torch.autograd.Function):
         ctx.params = (tau, v_threshold, gamma, alpha)
         ctx.backend = backend
         return y_seq, v_final
+
+
+class ReversibleLIFFunction(_OutputsOnlyFunction):
+    """The node with the one-sweep backward ("cpu" or "triton" backend)."""
 
     @staticmethod
     @once_differentiable
@@ -107,21 +111,13 @@ class ReversibleLIFFunction(torch.autograd.Function):
         return grad_x, None, None, None, None, None
 
 
-class RecomputeLIFFunction(torch.autograd.Function):
+class RecomputeLIFFunction(_OutputsOnlyFunction):
     """The node with standard reversible backpropagation, the baseline of the sweep.
 
-    Same arguments, outputs and saved tensors as :class:`ReversibleLIFFunction`. Backward,
-    per step from T down to 1: reconstruct (x_t, v_{t−1}) with the exact inverse, re-run
+    Same forward and saved tensors as :class:`ReversibleLIFFunction`. Backward, per step
+    from T down to 1: reconstruct (x_t, v_{t−1}) with the exact inverse, re-run
     ``step_reference`` on them under autograd, and ``torch.autograd.backward`` through it.
     """
-
-    @staticmethod
-    def forward(ctx, x_seq, tau, v_threshold, gamma, alpha, backend):
-        y_seq, v_final = _forward(x_seq, tau, v_threshold, gamma, backend)
-        ctx.mark_non_differentiable(v_final)
-        ctx.save_for_backward(y_seq, v_final)
-        ctx.params = (tau, v_threshold, gamma, alpha)
-        return y_seq, v_final
 
     @staticmethod
     @once_differentiable

@@ -36,6 +36,15 @@ def _guard(h, v_threshold, guard):
 
 
 @triton.jit
+def _pair_offsets(n, m, BLOCK: tl.constexpr):
+    """This program's (mask, offset of the group-1 element, offset of its group-2 partner)."""
+    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    row = i // m
+    o1 = row * 2 * m + (i - row * m)
+    return i < n, o1, o1 + m
+
+
+@triton.jit
 def _revsnn_fwd_step_kernel(
     x_ptr,  # *T, (B, 2, M) input x_t, contiguous
     y_ptr,  # *T, (B, 2, M) output y_t, contiguous
@@ -50,11 +59,7 @@ def _revsnn_fwd_step_kernel(
     ACC: tl.constexpr,  # compute dtype, tl.float32 or tl.float64
     BLOCK: tl.constexpr,  # element pairs per program, a power of two
 ):
-    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    row = i // m
-    o1 = row * 2 * m + (i - row * m)
-    o2 = o1 + m
+    mask, o1, o2 = _pair_offsets(n, m, BLOCK)
     x1 = tl.load(x_ptr + o1, mask=mask, other=0).to(ACC)
     x2 = tl.load(x_ptr + o2, mask=mask, other=0).to(ACC)
     v1 = tl.load(v_ptr + o1, mask=mask, other=0).to(ACC)
@@ -97,11 +102,7 @@ def _revsnn_bwd_step_kernel(
     ACC: tl.constexpr,  # compute dtype, tl.float32 or tl.float64
     BLOCK: tl.constexpr,  # element pairs per program, a power of two
 ):
-    i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = i < n
-    row = i // m
-    o1 = row * 2 * m + (i - row * m)
-    o2 = o1 + m
+    mask, o1, o2 = _pair_offsets(n, m, BLOCK)
     y1 = tl.load(y_ptr + o1, mask=mask, other=0).to(ACC)
     y2 = tl.load(y_ptr + o2, mask=mask, other=0).to(ACC)
     gy1 = tl.load(gy_ptr + o1, mask=mask, other=0).to(ACC)
