@@ -5,7 +5,10 @@ Usage:
     python scripts/report.py outputs/<task_name>/multiruns/<time> [--out DIR] [--metric NAME]
 
 A multirun whose jobs report ``pi/relu_count`` and ``pi/test_acc`` (the ReLU-budget
-pipelines) also gets ``accuracy_vs_relu_count.png``, one line per swept experiment.
+pipelines) also gets ``accuracy_vs_relu_count.png``, one line per swept experiment. A multirun
+that sweeps ``seed`` (e.g. ``-m experiment=revsnn_cifar10,lif_cifar10 seed=0,1,2``) also gets
+``seeds.csv``: mean, std, min, max and count over seeds of the plotted metric and every
+``test/`` metric, one row per setting of the other swept parameters (printed as well).
 
 Plots are drawn on explicit Agg canvases (``Figure`` + ``FigureCanvasAgg``) rather than through
 pyplot, so importing this module never switches the global backend and no figure stays open.
@@ -352,6 +355,45 @@ def plot_frontier(table: JobTable, path: Path) -> Path:
     return path
 
 
+SEED_PARAM = "seed"
+
+
+def summarize_seeds(table: JobTable, metric: str | None) -> pd.DataFrame | None:
+    """Mean/std/min/max/n over seeds per setting of the other parameters, or None.
+
+    None unless ``seed`` takes more than one value among the finished jobs. Columns are the
+    other varying parameters, then ``<metric>/mean``, ``<metric>/std`` (sample std, NaN for one
+    seed), ``/min``, ``/max``, ``/n`` for ``metric`` and every ``test/`` metric.
+    """
+    finished = table.jobs[table.jobs["status"] == "ok"]
+    if SEED_PARAM not in table.params or finished[SEED_PARAM].nunique() < 2:
+        return None
+    keys = [p for p in table.params if p != SEED_PARAM and finished[p].nunique() > 1]
+    wanted = [metric] if metric else []
+    wanted += [m for m in table.metrics if m.startswith("test/") and m not in wanted]
+    wanted = [m for m in wanted if pd.api.types.is_numeric_dtype(finished[m])]
+    if not wanted:
+        return None
+    groups = finished.groupby(keys, sort=True) if keys else [((), finished)]
+    rows = []
+    for key, data in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        row = dict(zip(keys, key, strict=True))
+        for name in wanted:
+            values = data[name].dropna()
+            row.update(
+                {
+                    f"{name}/mean": values.mean(),
+                    f"{name}/std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                    f"{name}/min": values.min(),
+                    f"{name}/max": values.max(),
+                    f"{name}/n": len(values),
+                }
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def sanitize(name: str) -> str:
     """A parameter name made safe for a file name: model.optimizer.lr -> model_optimizer_lr."""
     return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") or "param"
@@ -387,6 +429,13 @@ def report_multirun(run_dir: Path, out_dir: Path, metric: str | None = None) -> 
             if plotted[param].nunique() > 1:
                 path = out_dir / f"metric_vs_{sanitize(param)}.png"
                 written.append(plot_metric_vs_param(table, param, chosen, path))
+    seeds = summarize_seeds(table, chosen)
+    if seeds is not None:
+        seeds_path = out_dir / "seeds.csv"
+        seeds.to_csv(seeds_path, index=False)
+        written.append(seeds_path)
+        with pd.option_context("display.width", 200, "display.max_columns", None):
+            print(f"\nover seeds:\n{seeds.to_string(index=False)}")
     if {FRONTIER_X, FRONTIER_Y} <= set(table.metrics):
         written.append(plot_frontier(table, out_dir / "accuracy_vs_relu_count.png"))
     optuna = run_dir / "optimization_results.yaml"

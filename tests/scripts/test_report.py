@@ -21,6 +21,7 @@ from scripts.report import (
     main,
     parse_overrides,
     parse_value,
+    summarize_seeds,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -265,3 +266,31 @@ def test_relu_budget_sweep_gets_a_frontier_plot_per_method(tmp_path: Path, capsy
     assert_png(sweep / "plots" / "accuracy_vs_relu_count.png")
     jobs = pd.read_csv(sweep / "plots" / "jobs.csv")
     assert sorted(jobs["experiment"].unique()) == ["autorep_cifar10", "snl_cifar10"]
+
+
+def test_seed_sweep_gets_mean_and_spread_per_setting(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "multiruns" / "t"
+    sweep.mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"optimized_metric": "val/acc_best"}))
+    accs = {"revsnn_cifar10": (0.58, 0.59, 0.60), "lif_cifar10": (0.56, 0.57, None)}
+    job = 0
+    for experiment, values in accs.items():
+        for seed, acc in enumerate(values):
+            metrics = None if acc is None else {"val/acc_best": acc + 0.01, "test/acc": acc}
+            write_run(sweep / str(job), [f"experiment={experiment}", f"seed={seed}"], metrics)
+            job += 1
+    assert main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "over seeds" in out
+    seeds = pd.read_csv(sweep / "plots" / "seeds.csv").set_index("experiment")
+    assert seeds.loc["revsnn_cifar10", "test/acc/mean"] == pytest.approx(0.59)
+    assert seeds.loc["revsnn_cifar10", "test/acc/std"] == pytest.approx(0.01)
+    assert seeds.loc["revsnn_cifar10", "test/acc/n"] == 3
+    # the failed seed is left out, not counted as zero
+    assert seeds.loc["lif_cifar10", "test/acc/n"] == 2
+    assert seeds.loc["lif_cifar10", "test/acc/mean"] == pytest.approx(0.565)
+    assert seeds.loc["lif_cifar10", "val/acc_best/max"] == pytest.approx(0.58)
+
+
+def test_no_seed_summary_without_a_seed_sweep(multirun: Path) -> None:
+    assert summarize_seeds(collect_jobs(multirun), "val/acc_best") is None
