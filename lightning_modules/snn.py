@@ -29,6 +29,8 @@ class SpikingClassifier(EffmlModule):
         tau, v_threshold, surrogate_alpha: the node's constants, shared by every node kind.
         gamma: the reversible node's output weight of the previous membrane.
         backend: ``ops.revsnn`` backend (None: triton on CUDA, cpu otherwise).
+        lif_reset: the LIF node's reset, "hard" (to 0, SpikingJelly's default) or "soft"
+            (subtract the threshold, as the reversible node does).
         optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
     """
 
@@ -50,6 +52,7 @@ class SpikingClassifier(EffmlModule):
         gamma: float = 0.125,
         surrogate_alpha: float = 4.0,
         backend: str | None = None,
+        lif_reset: str = "hard",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor="val/acc")
         # plain lists, not Hydra's ListConfig, so checkpoints load with weights_only=True
@@ -67,6 +70,7 @@ class SpikingClassifier(EffmlModule):
             "gamma": gamma,
             "surrogate_alpha": surrogate_alpha,
             "backend": backend,
+            "lif_reset": lif_reset,
         }
         shapes = (in_channels, num_classes, image_size)
         if arch == "vgg":

@@ -9,8 +9,9 @@ over T of the classifier's outputs.
 Nodes (``node=``):
 - ``reversible``: ``ops.revsnn.ReversibleLIFNode`` with the one-sweep backward;
 - ``reversible_autograd``: the same node with standard reversible backpropagation;
-- ``lif``: SpikingJelly's ``LIFNode`` (multi-step, ``store_v_seq=False``, hard reset to 0,
-  the same τ, threshold and sigmoid surrogate).
+- ``lif``: SpikingJelly's ``LIFNode`` (multi-step, ``store_v_seq=False``, the same τ,
+  threshold and sigmoid surrogate); ``lif_reset="hard"`` (SpikingJelly's default, reset to 0)
+  or ``"soft"`` (``v_reset=None``: subtract θ, the reset the reversible node uses).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ops.revsnn import BACKENDS as OP_BACKENDS
 from ops.revsnn import ReversibleLIFNode
 
 NODES = ("reversible", "reversible_autograd", "lif")
+LIF_RESETS = ("hard", "soft")
 ARCHS = ("vgg", "resnet")
 BACKENDS = (None, *OP_BACKENDS)
 
@@ -31,8 +33,16 @@ BACKENDS = (None, *OP_BACKENDS)
 class SpikingJellyLIF(nn.Module):
     """SpikingJelly's multi-step ``LIFNode`` from a zero state on every call (time first)."""
 
-    def __init__(self, tau: float = 2.0, v_threshold: float = 1.0, surrogate_alpha: float = 4.0):
+    def __init__(
+        self,
+        tau: float = 2.0,
+        v_threshold: float = 1.0,
+        surrogate_alpha: float = 4.0,
+        reset: str = "hard",
+    ):
         super().__init__()
+        if reset not in LIF_RESETS:
+            raise ValueError(f"lif_reset={reset!r}: choose one of {LIF_RESETS}")
         try:
             from spikingjelly.activation_based import neuron, surrogate
         except ImportError as err:
@@ -42,6 +52,7 @@ class SpikingJellyLIF(nn.Module):
         self.node = neuron.LIFNode(
             tau=tau,
             v_threshold=v_threshold,
+            v_reset=0.0 if reset == "hard" else None,
             surrogate_function=surrogate.Sigmoid(alpha=surrogate_alpha),
             step_mode="m",
             store_v_seq=False,
@@ -59,10 +70,11 @@ def make_node(
     gamma: float = 0.125,
     surrogate_alpha: float = 4.0,
     backend: str | None = None,
+    lif_reset: str = "hard",
 ) -> nn.Module:
-    """A fresh multi-step node of the given kind."""
+    """A fresh multi-step node of the given kind (``lif_reset`` only for ``node="lif"``)."""
     if node == "lif":
-        return SpikingJellyLIF(tau, v_threshold, surrogate_alpha)
+        return SpikingJellyLIF(tau, v_threshold, surrogate_alpha, lif_reset)
     if node in ("reversible", "reversible_autograd"):
         backward = "sweep" if node == "reversible" else "recompute"
         return ReversibleLIFNode(tau, v_threshold, gamma, surrogate_alpha, backend, backward)

@@ -80,6 +80,20 @@ def test_lif_node_is_spikingjelly_with_shared_constants() -> None:
     assert set(first.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_lif_reset_hard_or_soft() -> None:
+    assert make_node("lif").node.v_reset == 0.0
+    soft = make_node("lif", lif_reset="soft")
+    assert soft.node.v_reset is None
+    # one step over threshold: hard reset leaves 0, soft reset leaves h - θ
+    x = torch.full((2, 1, 1), 3.0)  # τ = 2: h_1 = 1.5 → spike; v = 0 (hard) or 0.5 (soft)
+    hard_out, soft_out = make_node("lif")(x), soft(x)
+    assert hard_out[0].item() == 1.0 and soft_out[0].item() == 1.0
+    assert hard_out[1].item() == 1.0 and soft_out[1].item() == 1.0  # h_2 = 1.5 or 1.75
+    assert soft.node.v.item() == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="lif_reset='partial'"):
+        make_node("lif", lif_reset="partial")
+
+
 def test_reversible_node_kinds() -> None:
     sweep, recompute = make_node("reversible", gamma=0.25), make_node("reversible_autograd")
     assert isinstance(sweep, ReversibleLIFNode) and sweep.backward == "sweep"
