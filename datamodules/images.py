@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,9 +176,14 @@ class ImageDataModule(pl.LightningDataModule):
             "Decoded %d %s %s images; caching in %s", len(labels), self.hparams.name, split, path
         )
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        tmp.replace(path)
+        # a name of its own per writer: two runs started together (a multirun, a job array)
+        # both decode and cache, and a shared temporary name made the slower rename fail
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npz")
+        try:
+            np.savez(tmp, images=images, labels=labels)
+            tmp.replace(path)  # atomic; the last writer wins with the same content
+        finally:
+            tmp.unlink(missing_ok=True)
         return images, labels
 
     def setup(self, stage: str | None = None) -> None:

@@ -131,6 +131,39 @@ def test_cached_splits_are_disjoint_and_cache_is_reused(tmp_path: Path) -> None:
     assert len(again.train_set) == 40
 
 
+def test_two_writers_caching_the_same_split_both_succeed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second run caching the same split between our write and our rename (as two jobs of a
+    multirun starting together do) must not make our rename fail."""
+    images, labels = _images(20)
+    _write_folder(tmp_path / "data" / "cifar10-jpeg", "train", images, labels)
+    _write_folder(tmp_path / "data" / "cifar10-jpeg", "test", images[:10], labels[:10])
+
+    def module() -> ImageDataModule:
+        return ImageDataModule("cifar10", str(tmp_path / "data"), str(tmp_path / "cache"))
+
+    real_savez, nested = np.savez, []
+
+    def savez_then_other_writer(file, **arrays):
+        real_savez(file, **arrays)
+        if not nested:  # the other writer runs entirely between our savez and our rename
+            nested.append(True)
+            other = module()
+            monkeypatch.setattr(Path, "is_file", lambda self: False)  # it sees no cache either
+            try:
+                nested.append(other.load_split("train"))
+            finally:
+                monkeypatch.undo()
+                monkeypatch.setattr(np, "savez", savez_then_other_writer)
+
+    monkeypatch.setattr(np, "savez", savez_then_other_writer)
+    ours = module().load_split("train")
+    assert len(nested) == 2 and np.array_equal(ours[0], nested[1][0])
+    left = sorted(p.name for p in (tmp_path / "cache" / "images").iterdir())
+    assert len(left) == 1 and left[0].startswith("cifar10_train_") and ".tmp" not in left[0]
+
+
 def test_real_cifar10_and_mnist(cache_dir: Path) -> None:
     root = require_data("cifar10-jpeg/cifar10_test_jpg.tar.gz", "MNIST/raw/t10k-images-idx3-ubyte")
     dm = ImageDataModule("cifar10", str(root), str(cache_dir), val_size=1000, augment=False)
