@@ -86,12 +86,19 @@ def test_lif_reset_hard_or_soft() -> None:
     assert soft.node.v_reset is None
     # one step over threshold: hard reset leaves 0, soft reset leaves h - θ
     x = torch.full((2, 1, 1), 3.0)  # τ = 2: h_1 = 1.5 → spike; v = 0 (hard) or 0.5 (soft)
-    hard_out, soft_out = make_node("lif")(x), soft(x)
+    hard = make_node("lif")
+    hard_out, soft_out = hard(x), soft(x)
     assert hard_out[0].item() == 1.0 and soft_out[0].item() == 1.0
     assert hard_out[1].item() == 1.0 and soft_out[1].item() == 1.0  # h_2 = 1.5 or 1.75
-    assert soft.node.v.item() == pytest.approx(0.75)
+    assert hard.node.v.item() == 0.0 and soft.node.v.item() == pytest.approx(0.75)
     with pytest.raises(ValueError, match="lif_reset='partial'"):
         make_node("lif", lif_reset="partial")
+
+
+def test_classifier_passes_lif_reset_to_every_node() -> None:
+    model = SpikingClassifier(1, 5, 8, ADAM, node="lif", channels=[4, "M", 6], lif_reset="soft")
+    nodes = [m for m in model.modules() if isinstance(m, SpikingJellyLIF)]
+    assert len(nodes) == 2 and all(n.node.v_reset is None for n in nodes)
 
 
 def test_reversible_node_kinds() -> None:

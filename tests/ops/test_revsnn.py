@@ -65,6 +65,30 @@ def test_equations_by_hand() -> None:
     torch.testing.assert_close(v[0], torch.stack((d1 / 2 - y1, d2 / 2 - y2)))
 
 
+@pytest.mark.parametrize("backend", ["reference", "cpu", "triton"])
+def test_guard_band_pushes_near_threshold_potentials(backend: str) -> None:
+    """A firing potential within GUARD of θ is moved to θ ± GUARD on its own side, so the
+    spike the inverse recomputes from the rebuilt potential is the forward's."""
+    from ops.revsnn.reference import GUARD
+
+    # one step from v = 0, τ = 2: group-1 potential h1 = (x1 + x2)/2; x2 = 0 keeps group 2 at
+    # h2 = y1/2 < θ. Offsets of h1 from θ = 1: inside the band (±1e-6), on θ, and outside it.
+    offsets = torch.tensor([-1e-6, 1e-6, 0.0, -1e-3, 1e-3], dtype=torch.float64)
+    x = torch.zeros(1, 1, 2, len(offsets), dtype=torch.float32)
+    x[0, 0, 0] = (2 * (1 + offsets)).float()
+    y, v = reversible_lif(x, backend=backend, return_state=True)
+    spikes = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    torch.testing.assert_close(y[0, 0, 0], spikes, rtol=0, atol=0)
+    h1 = x[0, 0, 0].double() / 2
+    pushed = torch.tensor([1 - GUARD, 1 + GUARD, 1 + GUARD], dtype=torch.float64)
+    # v' = h − θ·y: the pushed potential inside the band, the plain one outside it
+    spikes64 = spikes.double()
+    torch.testing.assert_close(v[0, 0, :3].double(), pushed - spikes64[:3], rtol=0, atol=0)
+    torch.testing.assert_close(v[0, 0, 3:].double(), h1[3:] - spikes64[3:], rtol=0, atol=1e-7)
+    x_rebuilt, _ = reversible_lif_inverse(y, v)
+    assert (x_rebuilt - x).abs().max().item() <= GUARD / 0.5 + 1e-6  # GUARD/β, no flip
+
+
 @pytest.mark.parametrize("shape_name", sorted(SHAPES))
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
