@@ -42,7 +42,7 @@ from torch import nn
 from he.spec import ActivationSpec, SiteSpec, validate_spec
 
 if TYPE_CHECKING:
-    from lightning_modules.nets.stgcn import STGCN
+    from lightning_modules.lingcn.stgcn import STGCN
 
 FOLDS = ("none", "tcn", "block")
 SOURCES = ("block_output", "act1_output", "block_input")

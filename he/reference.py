@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from he.spec import ActivationSpec, SiteSpec
-from lightning_modules.nets.stgcn import NUM_JOINTS, STGCN, ActFactory
+from lightning_modules.lingcn.stgcn import NUM_JOINTS, STGCN, ActFactory
 
 
 class SpecActivation(nn.Module):

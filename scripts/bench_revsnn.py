@@ -52,7 +52,7 @@ from torch.utils import benchmark
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lightning_modules.nets.snn import SpikingVGG, make_node  # noqa: E402
+from lightning_modules.snn.nets import SpikingVGG, make_node  # noqa: E402
 from ops.revsnn import (  # noqa: E402
     reversible_lif,
     reversible_lif_inverse,

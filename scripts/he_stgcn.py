@@ -38,7 +38,7 @@ from he import (  # noqa: E402
     load_spec,
     spec_act_factory,
 )
-from lightning_modules.nets.stgcn import NUM_JOINTS, STGCN  # noqa: E402
+from lightning_modules.lingcn.stgcn import NUM_JOINTS, STGCN  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

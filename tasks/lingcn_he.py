@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from he import HeStgcnInference, SiteSpec, StgcnCircuit, baseline_spec  # noqa: E402
-from lightning_modules.lingcn import LinGCNModule, site_coefficients  # noqa: E402
+from lightning_modules.lingcn.module import LinGCNModule, site_coefficients  # noqa: E402
 from tasks.pipeline import stage_config  # noqa: E402
 from tasks.train import build_model  # noqa: E402
 

@@ -4,9 +4,9 @@ folder (``hydra.run.dir=<run folder>``).
 
 The experiment lists ``stages`` and, under ``pipeline.<stage>``, what each stage changes:
 ``kind: train`` stages patch ``model`` and ``trainer`` (an ``optimizer`` or ``scheduler``
-given there replaces the default one whole) and may set their own ``monitor``/``monitor_mode`` and name the earlier stages whose best
-checkpoints they need (``inputs: {teacher_ckpt: baseline}``); other kinds name a function
-(``_target_``) called as ``fn(cfg, stage_cfg, datamodule, run_dir, done) -> metrics``.
+given there replaces the default one whole) and may set their own ``monitor``/``monitor_mode``
+and name the earlier stages whose best checkpoints they need (``inputs: {teacher_ckpt: baseline}``); other kinds
+name a function (``_target_``) called as ``fn(cfg, stage_cfg, datamodule, run_dir, done) -> metrics``.
 
 ``reuse_from=<run folder>`` takes the ``reuse_stages`` finished there (their checkpoints and
 metrics) as finished here, so a sweep over a later stage's settings trains the stages it does

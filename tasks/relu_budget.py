@@ -13,8 +13,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from lightning_modules.relu_budget import ReluBudgetModule
-from lightning_modules.relu_sites import AutoRepSite, export_mask, relu_count, sites
+from lightning_modules.relu_budget.module import ReluBudgetModule
+from lightning_modules.relu_budget.sites import AutoRepSite, export_mask, relu_count, sites
 from tasks.pi_cost import GcCostModel
 
 log = logging.getLogger(__name__)

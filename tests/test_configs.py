@@ -191,7 +191,7 @@ def test_unknown_experiment_lists_the_available_ones(tmp_path: Path, cache_dir: 
 
 def test_maxk_k_sweep_grid_is_valid_for_every_maxk_experiment(tmp_path: Path) -> None:
     """The k grid targets model.k, and every k fits the width of each maxk_* experiment."""
-    from lightning_modules.nets.maxk_gnn import MaxKGNN
+    from lightning_modules.gnn.maxk import MaxKGNN
 
     for name in (e for e in EXPERIMENTS if e.startswith("maxk_")):
         overrides = [f"experiment={name}", "hparams_search=maxk_k_sweep"]

@@ -9,7 +9,7 @@ from torch import nn
 
 from he.circuit import StgcnCircuit
 from he.spec import SiteSpec, baseline_spec, lingcn_spec, load_spec, save_spec, validate_spec
-from lightning_modules.nets.stgcn import STGCN
+from lightning_modules.lingcn.stgcn import STGCN
 
 V = 25
 CHANNELS = [[3, 4, 1], [4, 8, 2], [8, 8, 1]]

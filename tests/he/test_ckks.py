@@ -14,7 +14,7 @@ from he.ckks import HeParameterError, OpCounts, select_parameters
 from he.reference import calibrated_stgcn
 from he.spec import baseline_spec, lingcn_spec
 from he.stgcn import HeStgcnInference
-from lightning_modules.nets.stgcn import STGCN
+from lightning_modules.lingcn.stgcn import STGCN
 
 V, FRAMES, CLASSES = 25, 8, 5
 REPORT_KEYS = {

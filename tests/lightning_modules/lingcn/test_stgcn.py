@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules.nets.stgcn import NTU_CENTER, STGCN, VARIANTS, spatial_partition
+from lightning_modules.lingcn.stgcn import NTU_CENTER, STGCN, VARIANTS, spatial_partition
 
 
 def test_spatial_partition_is_the_normalised_one_hop_graph() -> None:

@@ -1,6 +1,6 @@
 """Image and event-frame classification with spiking nets (reversible node vs LIF, issue 6).
 
-The net (``arch``: spiking VGG or ResNet, ``lightning_modules/nets/snn.py``) runs T steps of
+The net (``arch``: spiking VGG or ResNet, ``lightning_modules/snn/nets.py``) runs T steps of
 the chosen node (``node``: reversible | reversible_autograd | lif) and averages the logits
 over time; the loss is cross-entropy on the averaged logits (direct training with surrogate
 gradients). Logs ``{train,val,test}/{loss,acc}`` and ``val/acc_best``.
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from lightning_modules.base import EffmlModule
-from lightning_modules.nets.snn import ARCHS, BACKENDS, SpikingResNet, SpikingVGG
+from lightning_modules.snn.nets import ARCHS, BACKENDS, SpikingResNet, SpikingVGG
 
 
 class SpikingClassifier(EffmlModule):

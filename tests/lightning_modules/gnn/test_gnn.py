@@ -9,8 +9,8 @@ import pytorch_lightning as pl
 import torch
 from torch_geometric.data import Data
 
-from lightning_modules.gnn import NodeClassifier
-from lightning_modules.nets.gnn import GNN
+from lightning_modules.gnn.module import NodeClassifier
+from lightning_modules.gnn.nets import GNN
 
 
 def tiny_graph(num_classes: int = 3, multilabel: bool = False, n: int = 40) -> Data:

@@ -10,8 +10,8 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.nets.snn import SpikingJellyLIF, SpikingResNet, SpikingVGG, make_node
-from lightning_modules.snn import SpikingClassifier
+from lightning_modules.snn.module import SpikingClassifier
+from lightning_modules.snn.nets import SpikingJellyLIF, SpikingResNet, SpikingVGG, make_node
 from ops.revsnn import ReversibleLIFNode
 
 NODES = ("reversible", "reversible_autograd", "lif")

@@ -35,7 +35,7 @@ import torchmetrics
 from torch import nn
 
 from lightning_modules.base import EffmlModule
-from lightning_modules.nets.stgcn import STGCN
+from lightning_modules.lingcn.stgcn import STGCN
 from ops.polyact import PolyAct, paired_gates, poly_act
 
 STAGES = ("baseline", "linearize", "poly", "cryptogcn")

@@ -9,9 +9,9 @@ from functools import partial
 import pytest
 import torch
 
-from lightning_modules.nets.resnet_cifar import build_net
-from lightning_modules.relu_budget import ReluBudgetModule
-from lightning_modules.relu_sites import (
+from lightning_modules.relu_budget.module import ReluBudgetModule
+from lightning_modules.relu_budget.resnet_cifar import build_net
+from lightning_modules.relu_budget.sites import (
     AutoRepSite,
     ReluSite,
     SnlSite,

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from he import StgcnCircuit
-from lightning_modules.lingcn import (
+from lightning_modules.lingcn.module import (
     LinGCNModule,
     PolySite,
     SquareSite,
     init_square_offsets,
     site_coefficients,
 )
-from lightning_modules.nets.stgcn import STGCN
+from lightning_modules.lingcn.stgcn import STGCN
 from tasks.lingcn_he import activation_spec
 
 # block 1 has a conv residual, block 2 an identity residual: every kind of act2 input

@@ -28,9 +28,9 @@ import torchmetrics
 from torch import nn
 
 from lightning_modules.base import EffmlModule
-from lightning_modules.lingcn import kd_loss
-from lightning_modules.nets.resnet_cifar import build_net
-from lightning_modules.relu_sites import AutoRepSite, ReluSite, SnlSite, relu_count, sites
+from lightning_modules.lingcn.module import kd_loss
+from lightning_modules.relu_budget.resnet_cifar import build_net
+from lightning_modules.relu_budget.sites import AutoRepSite, ReluSite, SnlSite, relu_count, sites
 
 METHODS = ("relu", "autorep", "snl", "snl_finetune")
 

@@ -10,8 +10,8 @@ import torchmetrics
 from torch_geometric.data import Data
 
 from lightning_modules.base import EffmlModule
-from lightning_modules.nets.gnn import GNN
-from lightning_modules.nets.maxk_gnn import MaxKGNN
+from lightning_modules.gnn.maxk import MaxKGNN
+from lightning_modules.gnn.nets import GNN
 
 TASK_METRICS = {"multiclass": ("acc",), "multilabel": ("f1_micro", "rocauc")}
 STRUCTURES = ("stack", "paper")

@@ -1,1 +1,0 @@
-"""Plain ``nn.Module`` networks, free of Lightning."""
