@@ -11,9 +11,10 @@ MaxK-GNN (Peng et al., ASPLOS 2024, https://arxiv.org/abs/2312.08656; code xiexi
 
 σ is MaxK (keep the k largest entries of each row, Eq. 1) or ReLU. With MaxK, σ and the
 aggregation ``A · a`` run on ``ops.maxk``: top-k into CBSR, SpGEMM forward, SSpMM backward
-(Sec. 4), never a dense masked matrix through message passing. With
-ReLU the aggregation is ``torch.sparse`` CSR × dense (MKL on CPU, cuSPARSE on GPU) with a
-cached A^T for the backward: the baseline the paper compares against (DGL's SpMM).
+(Sec. 4), never a dense masked matrix through message passing. With ReLU the aggregation is
+``ops.sparse.spmm``, torch.sparse CSR × dense (MKL on CPU, cuSPARSE on GPU) with a cached
+A^T for the backward: the baseline the paper compares against (DGL's SpMM). Each graph's
+adjacency is built once (``ops.sparse.AdjacencyCache``).
 
 Dropout follows the paper (DGL's ``feat_drop``): after σ, one mask shared by the neighbour
 and root terms. Without active dropout (evaluation, or p = 0) a MaxK layer is one call of
@@ -24,119 +25,20 @@ forward, SSpMM backward), the root term ``cbsr_to_dense`` of the dropped values.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
-from ops.maxk import BACKENDS as OP_BACKENDS
-from ops.maxk import CsrAdjacency, cbsr_to_dense, maxk, maxk_aggregate, spgemm
+from ops.dispatch import check_backend
+from ops.maxk import cbsr_to_dense, maxk, maxk_aggregate, spgemm
+from ops.sparse import AdjacencyCache, CachedGraph, spmm
 
 CONVS = ("sage", "gcn", "gin")
 NONLINEARITIES = ("maxk", "relu")
 NORMS = ("none", "layer")
-BACKENDS = (None, *OP_BACKENDS)
 # conv → (edge weights of A, self loops added to A)
 ADJACENCY = {"sage": ("mean", False), "gcn": ("gcn", True), "gin": ("sum", False)}
-
-
-class _CsrMatmul(torch.autograd.Function):
-    """Y = A · X with torch.sparse CSR, backward dX = A^T · dY from a prebuilt CSR A^T."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.a_t = a_t
-        return torch.sparse.mm(a, x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
-        return None, None, torch.sparse.mm(ctx.a_t, grad.contiguous())
-
-
-class CachedGraph:
-    """One graph's adjacency in the forms the layers use, each built on first use.
-
-    ``csr`` is the :class:`CsrAdjacency` the MaxK kernels read (their derived arrays are
-    cached inside it); ``torch_sparse(dtype)`` gives (A, A^T) as torch.sparse CSR for ReLU.
-    """
-
-    def __init__(self, edge_index: torch.Tensor, num_nodes: int, norm: str, self_loops: bool):
-        self.edge_index = edge_index  # held, so its storage cannot be reused by another graph
-        self.version = edge_index._version
-        self.num_nodes = num_nodes
-        self.csr = CsrAdjacency.from_edge_index(
-            edge_index, num_nodes, norm=norm, add_self_loops=self_loops
-        )
-        self._sparse: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def torch_sparse(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        if dtype not in self._sparse:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant)")
-                a = self.csr.to_torch_sparse(dtype)
-                a_t = self.csr.transpose().to_torch_sparse(dtype)
-            self._sparse[dtype] = (a, a_t)
-        return self._sparse[dtype]
-
-    def same_tensor(self, edge_index: torch.Tensor) -> bool:
-        """True for this graph's own tensor, unchanged since (a slice of it is not the same)."""
-        held = self.edge_index
-        return (
-            edge_index.data_ptr() == held.data_ptr()
-            and edge_index.device == held.device
-            and edge_index.shape == held.shape
-            and edge_index.stride() == held.stride()
-            and edge_index._version == self.version
-        )
-
-
-class AdjacencyCache:
-    """Builds each graph's :class:`CachedGraph` once, not every step.
-
-    A graph is found by the identity of its ``edge_index`` storage (pointer and version
-    counter, O(1)); a different tensor of the same shape and device, as when a trainer copies
-    the batch to the GPU every step, is compared by value (O(E)) before anything is rebuilt.
-    ``builds`` counts the adjacencies built so far.
-
-    Args:
-        norm, self_loops: passed to ``CsrAdjacency.from_edge_index``.
-        max_graphs: graphs kept, the least recently used dropped first.
-    """
-
-    def __init__(self, norm: str, self_loops: bool, max_graphs: int = 4) -> None:
-        self.norm, self.self_loops, self.max_graphs = norm, self_loops, max_graphs
-        self.graphs: list[CachedGraph] = []
-        self.builds = 0
-
-    def get(self, edge_index: torch.Tensor, num_nodes: int) -> CachedGraph:
-        found = next(
-            (g for g in self.graphs if g.num_nodes == num_nodes and g.same_tensor(edge_index)),
-            None,
-        )
-        if found is None:
-            found = next(
-                (
-                    g
-                    for g in self.graphs
-                    if g.num_nodes == num_nodes
-                    and g.edge_index.shape == edge_index.shape
-                    and g.edge_index.device == edge_index.device
-                    and torch.equal(g.edge_index, edge_index)
-                ),
-                None,
-            )
-            if found is not None:
-                found.edge_index, found.version = edge_index, edge_index._version
-        if found is None:
-            found = CachedGraph(edge_index, num_nodes, self.norm, self.self_loops)
-            self.builds += 1
-        else:
-            self.graphs.remove(found)
-        self.graphs.insert(0, found)
-        del self.graphs[self.max_graphs :]
-        return found
 
 
 class Aggregation(nn.Module):
@@ -158,7 +60,7 @@ class Aggregation(nn.Module):
         if self.nonlinearity == "relu":
             a = F.dropout(F.relu(h), self.p, self.training)
             a_csr, a_t = graph.torch_sparse(h.dtype)
-            return _CsrMatmul.apply(a_csr, a_t, a), a
+            return spmm(a_csr, a_t, a), a
         if not (self.training and self.p > 0):
             if root:
                 return maxk_aggregate(graph.csr, h, self.k, self.backend, return_dense=True)
@@ -273,8 +175,7 @@ class MaxKGNN(nn.Module):
             raise ValueError(f"dropout={dropout!r}: must be in [0, 1)")
         if norm not in NORMS:
             raise ValueError(f"norm={norm!r}: choose one of {NORMS}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} (None: by device)")
+        check_backend(backend, op="maxk")
         self.conv, self.nonlinearity, self.k = conv, nonlinearity, k
         self.lin_in = nn.Linear(in_channels, hidden_channels)
         self.layers = nn.ModuleList(LAYERS[conv](hidden_channels) for _ in range(num_layers))

@@ -1,25 +1,23 @@
 """MaxK-GNN: the MaxK nonlinearity, CBSR, SpGEMM forward and SSpMM backward (ASPLOS 2024).
 
-Public API: ``CsrAdjacency`` (weighted sorted CSR, ``from_edge_index`` with mean/gcn/sum
-norms), ``maxk``/``cbsr_to_dense`` (CBSR values + uint8/int16 indices), ``spgemm`` and
+Public API: ``maxk``/``cbsr_to_dense`` (CBSR values + uint8/int16 indices), ``spgemm`` and
 ``sspmm`` (the two kernels), ``maxk_aggregate`` (Y = A · maxk(h, k) as one autograd.Function),
 and the float64-capable references. Backends: "reference", "cpu" (C++/OpenMP, vectorised
-torch without a compiler), "triton" (``ops.maxk.triton``, loaded on first use).
+torch without a compiler), "triton" (``ops.maxk.triton``, loaded on first use), resolved by
+``ops.dispatch``. The sparse operand A is ``ops.sparse.CsrAdjacency`` (re-exported here).
 """
 
-from .autograd import BACKENDS, MaxKAggregateFunction, maxk, maxk_aggregate, spgemm, sspmm
+from ops.sparse import CsrAdjacency
+
+from .autograd import MaxKAggregateFunction, maxk, maxk_aggregate, spgemm, sspmm
 from .cbsr import cbsr_to_dense, decode_indices, index_dtype, maxk_reference
-from .csr import NORMS, CsrAdjacency
 from .reference import (
     maxk_aggregate_reference,
     spgemm_reference,
-    spmm_reference,
     sspmm_reference,
 )
 
 __all__ = [
-    "BACKENDS",
-    "NORMS",
     "CsrAdjacency",
     "MaxKAggregateFunction",
     "cbsr_to_dense",
@@ -31,7 +29,6 @@ __all__ = [
     "maxk_reference",
     "spgemm",
     "spgemm_reference",
-    "spmm_reference",
     "sspmm",
     "sspmm_reference",
 ]

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 
+from ops.dispatch import resolve_backend
+from ops.sparse import CsrAdjacency
+
 from .cbsr import (
     check_cbsr,
     check_indices,
@@ -23,10 +26,7 @@ from .cbsr import (
     maxk_reference,
 )
 from .cpu import spgemm_cpu, sspmm_cpu, topk_cpu
-from .csr import CsrAdjacency
 from .reference import maxk_aggregate_reference, spgemm_reference, sspmm_reference
-
-BACKENDS = ("reference", "cpu", "triton")
 
 
 @torch.library.custom_op(
@@ -61,15 +61,6 @@ def _sspmm_op(meta, col, weight, grad_out, indices, num_cols):
 @_sspmm_op.register_fake
 def _(meta, col, weight, grad_out, indices, num_cols):
     return grad_out.new_empty(num_cols, indices.shape[1])
-
-
-def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
-    """The explicit backend, or the default for x's device ("triton" on CUDA, else "cpu")."""
-    if backend is None:
-        return "triton" if x.is_cuda else "cpu"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} or None (by device)")
-    return backend
 
 
 def _check_adjacency(adj: CsrAdjacency) -> None:
@@ -156,7 +147,7 @@ def maxk(x: torch.Tensor, k: int, backend: str | None = None) -> tuple[torch.Ten
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
         raise ValueError("x must be a 2-D (N, width) float tensor")
     check_k(k, x.shape[1])
-    backend = resolve_backend(backend, x)
+    backend = resolve_backend(backend, x, op="maxk")
     if backend == "reference":
         return maxk_reference(x, k)
     return MaxKFunction.apply(x, k, backend)
@@ -196,7 +187,7 @@ def spgemm(
     _check_adjacency(adj)
     _check_operands(adj, values, "values", adj.num_cols)
     check_cbsr(values, indices, dim)
-    backend = resolve_backend(backend, values)
+    backend = resolve_backend(backend, values, op="maxk")
     if backend == "reference":
         return spgemm_reference(adj, values, indices, dim)
     return SpgemmFunction.apply(values, indices, adj, dim, backend)
@@ -225,7 +216,7 @@ def sspmm(
         raise ValueError(
             f"indices have {indices.shape[0]} rows but the adjacency has {adj.num_cols} columns"
         )
-    backend = resolve_backend(backend, grad_out)
+    backend = resolve_backend(backend, grad_out, op="maxk")
     if backend == "reference":
         return sspmm_reference(adj, grad_out, indices)
     with torch.no_grad():
@@ -285,7 +276,7 @@ def maxk_aggregate(
     _check_adjacency(adj)
     _check_operands(adj, h, "h", adj.num_cols)
     check_k(k, h.shape[1])
-    backend = resolve_backend(backend, h)
+    backend = resolve_backend(backend, h, op="maxk")
     if backend == "reference":
         return maxk_aggregate_reference(adj, h, k, return_dense)
     return MaxKAggregateFunction.apply(h, adj, k, backend, return_dense)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import torch
 
+from ops.sparse import CsrAdjacency
+
 from .cbsr import encode_indices
 from .cpu_kernels import load_kernels
 from .cpu_torch import spgemm_torch, sspmm_torch
-from .csr import CsrAdjacency
 
 
 def spgemm_cpu(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import platform
 import shutil
@@ -41,9 +40,8 @@ from pathlib import Path
 
 import torch
 
-from .csr import CsrAdjacency
-
-log = logging.getLogger(__name__)
+from ops.dispatch import warn_fallback
+from ops.sparse import CsrAdjacency
 
 CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"]
 
@@ -118,7 +116,7 @@ class CpuKernels:
 def load_kernels() -> CpuKernels | None:
     """The compiled kernels, or None (with a warning) when they cannot be built here."""
     if os.environ.get("EFFML_MAXK_NO_CPP") == "1":
-        log.warning("EFFML_MAXK_NO_CPP=1: MaxK CPU kernels use the vectorised-torch fallback")
+        warn_fallback("maxk", "EFFML_MAXK_NO_CPP=1: the CPU kernels use vectorised torch")
         return None
     from torch.utils.cpp_extension import load_inline
 
@@ -129,7 +127,9 @@ def load_kernels() -> CpuKernels | None:
     try:
         source = CPP_FILE.read_text()
     except OSError as err:
-        log.warning("MaxK CPU kernels: cannot read %s (%s); using vectorised torch", CPP_FILE, err)
+        warn_fallback(
+            "maxk", f"cannot read {CPP_FILE} ({err}); the CPU kernels use vectorised torch"
+        )
         return None
     tag = "|".join([source, *CFLAGS, torch.__version__, _cpu_signature()])
     name = "effml_maxk_cpu_" + hashlib.sha256(tag.encode()).hexdigest()[:12]
@@ -146,10 +146,11 @@ def load_kernels() -> CpuKernels | None:
             verbose=False,
         )
     except (RuntimeError, OSError, ImportError, ValueError) as err:
-        log.warning(
-            "MaxK CPU kernels could not be compiled (%s); using the slower vectorised-torch "
-            "path. Install a C++ compiler (g++) and ninja to get the fast path.",
-            str(err).splitlines()[0] if str(err) else type(err).__name__,
+        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
+        warn_fallback(
+            "maxk",
+            f"the C++ CPU kernels could not be compiled ({first_line}); using the slower "
+            "vectorised-torch path. Install a C++ compiler (g++) and ninja to get the fast path.",
         )
         return None
     return CpuKernels(module)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from ops.sparse import CsrAdjacency
+
 from .cbsr import decode_indices
-from .csr import CsrAdjacency
 
 EDGE_CHUNK = 1 << 14
 

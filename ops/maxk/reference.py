@@ -5,41 +5,19 @@
             = (A^T · dY).gather(1, indices)
     layer   Y = A · maxk(h, k)
 
-MaxK-GNN, https://arxiv.org/abs/2312.08656, Sec. 4 (Eq. 3 forward, Eq. 4 backward). Edges are
-processed in chunks so memory stays O(chunk · dim). Autograd through these functions gives
-the reference gradients (``torch.autograd.gradcheck`` holds in float64).
+MaxK-GNN, https://arxiv.org/abs/2312.08656, Sec. 4 (Eq. 3 forward, Eq. 4 backward), written
+on the SpMM references of ``ops.sparse`` (edges in chunks, memory O(chunk · dim)). Autograd
+through these functions gives the reference gradients (``torch.autograd.gradcheck`` holds in
+float64).
 """
 
 from __future__ import annotations
 
 import torch
 
+from ops.sparse import CsrAdjacency, spmm_reference, spmm_transposed_reference
+
 from .cbsr import cbsr_to_dense, check_cbsr, decode_indices, maxk_reference
-from .csr import CsrAdjacency
-
-EDGE_CHUNK = 1 << 16
-
-
-def spmm_reference(adj: CsrAdjacency, x: torch.Tensor) -> torch.Tensor:
-    """Dense Y = A · x, (N_rows, C) from x (N_cols, C), summing edges chunk by chunk."""
-    row, col = adj.row_index(), adj.col.long()
-    weight = adj.weight_as(x.dtype)
-    y = x.new_zeros(adj.num_rows, x.shape[1])
-    for start in range(0, max(adj.nnz, 1), EDGE_CHUNK):  # ≥ 1 pass: keeps the graph
-        sl = slice(start, start + EDGE_CHUNK)
-        y = y.index_add(0, row[sl], weight[sl, None] * x[col[sl]])
-    return y
-
-
-def spmm_transposed_reference(adj: CsrAdjacency, dy: torch.Tensor) -> torch.Tensor:
-    """Dense A^T · dy, (N_cols, C) from dy (N_rows, C), without forming A^T."""
-    row, col = adj.row_index(), adj.col.long()
-    weight = adj.weight_as(dy.dtype)
-    out = dy.new_zeros(adj.num_cols, dy.shape[1])
-    for start in range(0, max(adj.nnz, 1), EDGE_CHUNK):  # ≥ 1 pass: keeps the graph
-        sl = slice(start, start + EDGE_CHUNK)
-        out = out.index_add(0, col[sl], weight[sl, None] * dy[row[sl]])
-    return out
 
 
 def spgemm_reference(

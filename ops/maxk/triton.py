@@ -25,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ops.dispatch import check_triton_runnable, device_guard
+
 GROUP = 64
 MAX_BLOCK_K = 64
 # lanes × edges a program holds per step
@@ -121,16 +123,18 @@ def spgemm_triton(
     dim: int,
 ) -> torch.Tensor:
     """(num_rows, dim) = A · scatter(values, indices); weight must be in the accumulator dtype."""
+    check_triton_runnable(values, op="maxk")
     values, indices = values.contiguous(), indices.contiguous()
     k = values.shape[1]
     y = torch.zeros(num_rows, dim, dtype=_acc_dtype(values.dtype), device=values.device)
     if meta.shape[0] and k:
         block_k, block_e = _blocks(k)
         grid = (meta.shape[0], triton.cdiv(k, block_k))
-        _spgemm_fwd_kernel[grid](
-            meta, col, weight, values, indices, y, k, dim,
-            IDX_MASK=_idx_mask(indices), BLOCK_E=block_e, BLOCK_K=block_k,
-        )  # fmt: skip
+        with device_guard(values):
+            _spgemm_fwd_kernel[grid](
+                meta, col, weight, values, indices, y, k, dim,
+                IDX_MASK=_idx_mask(indices), BLOCK_E=block_e, BLOCK_K=block_k,
+            )  # fmt: skip
     return y.to(values.dtype)
 
 
@@ -143,14 +147,16 @@ def sspmm_triton(
     num_cols: int,
 ) -> torch.Tensor:
     """(num_cols, k) = (A^T · dY) at the CBSR positions, from A's own CSR groups."""
+    check_triton_runnable(grad_out, op="maxk")
     grad_out, indices = grad_out.contiguous(), indices.contiguous()
     k = indices.shape[1]
     dxs = torch.zeros(num_cols, k, dtype=_acc_dtype(grad_out.dtype), device=grad_out.device)
     if meta.shape[0] and k:
         block_k, block_e = _blocks(k)
         grid = (meta.shape[0], triton.cdiv(k, block_k))
-        _sspmm_bwd_kernel[grid](
-            meta, col, weight, grad_out, indices, dxs, k, grad_out.shape[1],
-            IDX_MASK=_idx_mask(indices), BLOCK_E=block_e, BLOCK_K=block_k,
-        )  # fmt: skip
+        with device_guard(grad_out):
+            _sspmm_bwd_kernel[grid](
+                meta, col, weight, grad_out, indices, dxs, k, grad_out.shape[1],
+                IDX_MASK=_idx_mask(indices), BLOCK_E=block_e, BLOCK_K=block_k,
+            )  # fmt: skip
     return dxs.to(grad_out.dtype)

@@ -6,13 +6,12 @@ Public API: ``poly_act`` (functional), ``PolyAct`` (module with the coefficients
 The Triton kernels live in ``ops.polyact.triton`` and load on first use.
 """
 
-from .autograd import BACKENDS, PolyAct, PolyActFunction, poly_act
+from .autograd import PolyAct, PolyActFunction, poly_act
 from .dapa import dapa_coefficients, dapa_mse
 from .gates import PairedGateFunction, SteGateFunction, paired_gates, ste_gate
 from .reference import DROP_CHOICES, KEEP_CHOICES, poly_act_reference, poly_reference
 
 __all__ = [
-    "BACKENDS",
     "DROP_CHOICES",
     "KEEP_CHOICES",
     "PairedGateFunction",

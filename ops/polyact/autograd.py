@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ops.dispatch import check_backend, resolve_backend
+
 from .cpu import polyact_bwd_cpu, polyact_fwd_cpu
 from .reference import DROP_CHOICES, KEEP_CHOICES, poly_act_reference
 
-BACKENDS = ("reference", "cpu", "triton")
 INITS = ("lingcn", "autorep")
 
 
@@ -143,15 +144,6 @@ def _clamp_bounds(clamp: float | Sequence[float] | None) -> tuple[float, float] 
     return lo, hi
 
 
-def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
-    """The explicit backend, or the default for x's device ("triton" on CUDA, else "cpu")."""
-    if backend is None:
-        return "triton" if x.is_cuda else "cpu"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} or None (by device)")
-    return backend
-
-
 def poly_act(
     x: torch.Tensor,
     gate: torch.Tensor | None,
@@ -192,7 +184,7 @@ def poly_act(
         raise ValueError(f"keep={keep!r}: choose one of {KEEP_CHOICES}")
     if drop not in DROP_CHOICES:
         raise ValueError(f"drop={drop!r}: choose one of {DROP_CHOICES}")
-    backend = resolve_backend(backend, x)
+    backend = resolve_backend(backend, x, op="polyact")
     has_poly = "poly" in (keep, drop)
     if has_poly and (w2 is None or w1 is None or w0 is None):
         raise ValueError(f"keep={keep!r}, drop={drop!r} uses the polynomial: pass w2, w1 and w0")
@@ -241,8 +233,7 @@ class PolyAct(nn.Module):
             )
         if init not in INITS:
             raise ValueError(f"init={init!r}: choose one of {INITS}")
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} or None (by device)")
+        check_backend(backend, op="polyact")
         self.shape, self.keep, self.drop, self.init = tuple(shape), keep, drop, init
         self.scale, self.clamp, self.backend = float(scale), clamp, backend
         _clamp_bounds(clamp)

@@ -38,7 +38,7 @@ def _as_tensors(mu: Number, sigma: Number) -> tuple[torch.Tensor, torch.Tensor, 
 def dapa_coefficients(mu: Number, sigma: Number) -> tuple[Number, Number, Number]:
     """(w0, w1, w2), ascending powers, of the least-squares quadratic fit of ReLU under N(μ, σ²).
 
-    The order is AutoReP's (and METHODS.md's): ``dapa_coefficients(0.5, 1)`` is
+    The order is AutoReP's (arXiv 2308.10134): ``dapa_coefficients(0.5, 1)`` is
     (0.22004, 0.51543, 0.17603). Floats in, floats out; tensors broadcast (e.g. per channel
     from BatchNorm statistics).
     """

@@ -17,19 +17,16 @@ nondeterministic on a GPU (equal up to rounding).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Sequence
 
 import torch
 import triton
 import triton.language as tl
 
-from .cpu import compute_dtype
+from ops.dispatch import check_triton_runnable, device_guard
 
-# Triton decides at decoration time whether a kernel is interpreted (CPU tensors).
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+from .cpu import compute_dtype
 
 MIN_BLOCK_S = 16
 MAX_BLOCK_S = 1024
@@ -200,24 +197,6 @@ def _grid(B: int, S: int, device: torch.device) -> tuple[int, int, int]:
     return block_s, col_blocks, triton.cdiv(B, row_blocks)
 
 
-def _check_runnable(x: torch.Tensor) -> None:
-    if x.device.type == "cpu" and not INTERPRET:
-        raise RuntimeError(
-            "backend='triton' on a CPU tensor needs the Triton interpreter: set "
-            "TRITON_INTERPRET=1 before ops.polyact.triton is imported, or use backend='cpu'"
-        )
-    if x.device.type == "cpu" and x.dtype == torch.bfloat16:
-        raise TypeError(
-            "bfloat16 is wrong in the Triton interpreter: use a CUDA tensor, another dtype, "
-            "or backend='cpu'"
-        )
-
-
-def _device_guard(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Launch on x's GPU (Triton uses the current device); nothing to do on the CPU."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
-
 def polyact_fwd_triton(
     x: torch.Tensor,
     gate: torch.Tensor,
@@ -229,7 +208,7 @@ def polyact_fwd_triton(
     scale: float,
 ) -> torch.Tensor:
     """Forward launch; x (B, *S), parameters broadcastable to S (validated by the caller)."""
-    _check_runnable(x)
+    check_triton_runnable(x, op="polyact")
     sample = x.shape[1:]
     B, S = x.shape[0], math.prod(sample)
     y = torch.empty_like(x, memory_format=torch.contiguous_format)
@@ -240,7 +219,7 @@ def polyact_fwd_triton(
     g, w2_, w1_, w0_ = (_expand(t, sample) for t in (gate, w2, w1, w0))
     dummy = x2
     block_s, col_blocks, rows = _grid(B, S, x.device)
-    with _device_guard(x):
+    with device_guard(x):
         _polyact_fwd_kernel[(col_blocks, triton.cdiv(B, rows))](
             x2,
             y,
@@ -274,7 +253,7 @@ def polyact_bwd_triton(
     needs: tuple[bool, bool, bool, bool, bool],
 ) -> tuple[torch.Tensor | None, ...]:
     """Backward launch: (dx, dgate, dw2, dw1, dw0), None where ``needs`` is False."""
-    _check_runnable(x)
+    check_triton_runnable(x, op="polyact")
     need_dx, need_dg, need_dw2, need_dw1, need_dw0 = needs
     has_poly = keep_poly or drop_poly
     need_dw2, need_dw1, need_dw0 = (n and has_poly for n in (need_dw2, need_dw1, need_dw0))
@@ -292,7 +271,7 @@ def polyact_bwd_triton(
         g, w2_, w1_, w0_ = (_expand(t, sample) for t in (gate, w2, w1, w0))
         dummy = x2
         block_s, col_blocks, rows = _grid(B, S, x.device)
-        with _device_guard(x):
+        with device_guard(x):
             _polyact_bwd_kernel[(col_blocks, triton.cdiv(B, rows))](
                 dy,
                 x2,

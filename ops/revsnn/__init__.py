@@ -45,8 +45,9 @@ Public API: ``reversible_lif`` (functional, ``backward="sweep" | "recompute"``),
 The Triton kernels live in ``ops.revsnn.triton`` and load on first use.
 """
 
+from ops.dispatch import BACKENDS
+
 from .autograd import (
-    BACKENDS,
     BACKWARDS,
     RecomputeLIFFunction,
     ReversibleLIFFunction,

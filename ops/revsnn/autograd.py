@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from ops.dispatch import check_backend, resolve_backend
+
 from .cpu import revsnn_bwd_cpu, revsnn_fwd_cpu
 from .reference import (
     check_params,
@@ -31,7 +33,6 @@ from .reference import (
     step_reference,
 )
 
-BACKENDS = ("reference", "cpu", "triton")
 BACKWARDS = ("sweep", "recompute")
 FAST_DTYPES = (torch.float32, torch.float64)
 
@@ -137,15 +138,6 @@ class RecomputeLIFFunction(_OutputsOnlyFunction):
         return grad_x, None, None, None, None, None
 
 
-def resolve_backend(backend: str | None, x: torch.Tensor) -> str:
-    """The explicit backend, or the default for x's device ("triton" on CUDA, else "cpu")."""
-    if backend is None:
-        return "triton" if x.is_cuda else "cpu"
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} or None (by device)")
-    return backend
-
-
 def _check_input(x_seq: torch.Tensor, backend: str, backward: str) -> None:
     if not isinstance(x_seq, torch.Tensor) or not x_seq.is_floating_point():
         got = x_seq.dtype if isinstance(x_seq, torch.Tensor) else type(x_seq).__name__
@@ -196,7 +188,7 @@ def reversible_lif(
     Returns:
         y_seq with x_seq's shape and dtype (and v_T with ``return_state``).
     """
-    backend = resolve_backend(backend, x_seq)
+    backend = resolve_backend(backend, x_seq, op="revsnn")
     _check_input(x_seq, backend, backward)
     check_params(tau, v_threshold, gamma, surrogate_alpha)
     args = (float(tau), float(v_threshold), float(gamma), float(surrogate_alpha))
@@ -238,8 +230,7 @@ class ReversibleLIFNode(nn.Module):
     ) -> None:
         super().__init__()
         check_params(tau, v_threshold, gamma, surrogate_alpha)
-        if backend is not None and backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS} or None (by device)")
+        check_backend(backend, op="revsnn")
         if backward not in BACKWARDS:
             raise ValueError(f"backward={backward!r}: choose one of {BACKWARDS}")
         self.tau, self.v_threshold, self.gamma = float(tau), float(v_threshold), float(gamma)

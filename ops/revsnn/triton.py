@@ -14,17 +14,14 @@ the stored outputs).
 
 from __future__ import annotations
 
-import contextlib
-import os
-
 import torch
 import triton
 import triton.language as tl
 
+from ops.dispatch import check_triton_runnable, device_guard
+
 from .reference import GUARD, leak_coefficients
 
-# Triton decides at decoration time whether a kernel is interpreted (CPU tensors).
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK = 1024
 
 
@@ -124,21 +121,6 @@ def _revsnn_bwd_step_kernel(
 _TL_DTYPE = {torch.float32: tl.float32, torch.float64: tl.float64}
 
 
-def _check_runnable(x: torch.Tensor) -> None:
-    if x.device.type == "cpu" and not INTERPRET:
-        raise RuntimeError(
-            "backend='triton' on a CPU tensor needs the Triton interpreter: set "
-            "TRITON_INTERPRET=1 before ops.revsnn.triton is imported, or use backend='cpu'"
-        )
-    if x.dtype not in _TL_DTYPE:
-        raise TypeError(f"the triton backend takes float32 or float64, got {x.dtype}")
-
-
-def _device_guard(x: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Launch on x's GPU (Triton uses the current device); nothing to do on the CPU."""
-    return torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
-
-
 def _launch_shape(x_seq: torch.Tensor) -> tuple[int, int, int, int]:
     """(T, B, M, BLOCK) for a (T, B, C, *S) sequence."""
     steps, batch = x_seq.shape[:2]
@@ -150,7 +132,7 @@ def revsnn_fwd_triton(
     x_seq: torch.Tensor, tau: float, v_threshold: float, gamma: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(T, B, C, *S) inputs → outputs of the same shape and the final state (B, 2, C/2·S)."""
-    _check_runnable(x_seq)
+    check_triton_runnable(x_seq, op="revsnn", dtypes=tuple(_TL_DTYPE))
     steps, batch, m, block = _launch_shape(x_seq)
     x = x_seq.contiguous().view(steps, batch, 2, m)
     y = torch.empty_like(x)
@@ -158,7 +140,7 @@ def revsnn_fwd_triton(
     a, b = leak_coefficients(tau)
     n = batch * m
     if n:
-        with _device_guard(x):
+        with device_guard(x):
             for t in range(steps):
                 _revsnn_fwd_step_kernel[(triton.cdiv(n, block),)](
                     x[t], y[t], v, n, m, a + v_threshold * gamma, b, v_threshold, gamma, GUARD,
@@ -177,7 +159,7 @@ def revsnn_bwd_triton(
     alpha: float,
 ) -> torch.Tensor:
     """dL/dx_seq from dL/dy_seq, the outputs and the final state, one launch per step."""
-    _check_runnable(y_seq)
+    check_triton_runnable(y_seq, op="revsnn", dtypes=tuple(_TL_DTYPE))
     steps, batch, m, block = _launch_shape(y_seq)
     y = y_seq.contiguous().view(steps, batch, 2, m)
     gy = grad_y.to(y.dtype).contiguous().view(steps, batch, 2, m)
@@ -187,7 +169,7 @@ def revsnn_bwd_triton(
     a, b = leak_coefficients(tau)
     n = batch * m
     if n:
-        with _device_guard(y):
+        with device_guard(y):
             for t in range(steps - 1, -1, -1):
                 _revsnn_bwd_step_kernel[(triton.cdiv(n, block),)](
                     y[t], gy[t], gx[t], v, gv, n, m, a, b, a + v_threshold * gamma,

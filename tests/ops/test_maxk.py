@@ -1,4 +1,4 @@
-"""MaxK-GNN ops (ops/maxk): CBSR, CSR construction, SpGEMM/SSpMM and maxk_aggregate.
+"""MaxK-GNN ops (ops/maxk): CBSR, SpGEMM/SSpMM and maxk_aggregate (CSR tests: test_sparse.py).
 
 Every backend is checked against the float64 reference; the reference itself is checked
 against dense matrix algebra (A · scatter(CBSR), (A^T · dY).gather) and PyG's aggregations.
@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from ops.maxk import (
-    CsrAdjacency,
     cbsr_to_dense,
     decode_indices,
     maxk,
@@ -27,9 +26,9 @@ from ops.maxk import (
     spgemm,
     sspmm,
 )
-from ops.maxk.autograd import resolve_backend
 from ops.maxk.cpu_kernels import load_kernels
 from ops.maxk.cpu_torch import spgemm_torch, sspmm_torch
+from ops.sparse import CsrAdjacency
 from tests.conftest import require_data
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -150,28 +149,6 @@ def test_reference_is_dense_algebra(norm):
         torch.testing.assert_close(sspmm(adj, dy, indices, backend=backend), want_g)
 
 
-def test_norms_match_pyg():
-    """mean = SAGE's mean aggregation, gcn = PyG gcn_norm (self loops), sum = GIN's sum."""
-    from torch_geometric.nn.conv.gcn_conv import gcn_norm
-    from torch_geometric.utils import coalesce, scatter
-
-    gen = torch.Generator().manual_seed(3)
-    n = 40
-    edge_index = torch.randint(0, n, (2, 150), generator=gen)
-    edge_index = torch.cat([edge_index, edge_index[:, :10]], dim=1)  # duplicates
-    unique = coalesce(edge_index, num_nodes=n)
-    x = torch.randn(n, 8, generator=gen, dtype=torch.float64)
-    src, dst = unique
-    for norm, reduce in (("mean", "mean"), ("sum", "sum")):
-        adj = CsrAdjacency.from_edge_index(edge_index, n, norm=norm)
-        want = scatter(x[src], dst, dim=0, dim_size=n, reduce=reduce)
-        torch.testing.assert_close(adj.to_dense().double() @ x, want)
-    ei, w = gcn_norm(unique, num_nodes=n, add_self_loops=True)
-    want = scatter(w.double()[:, None] * x[ei[0]], ei[1], dim=0, dim_size=n, reduce="sum")
-    adj = CsrAdjacency.from_edge_index(edge_index, n, norm="gcn", add_self_loops=True)
-    torch.testing.assert_close(adj.to_dense().double() @ x, want)
-
-
 def test_int16_indices_cover_widths_up_to_65535():
     width = 40000
     x = torch.zeros(3, width)
@@ -240,21 +217,8 @@ def test_torch_fallback_matches_kernels():
     assert load_kernels() is not None, "g++ is on this machine: the C++ kernels must build"
 
 
-def test_default_backend_and_library_ops():
-    assert resolve_backend(None, torch.zeros(1)) == "cpu"
+def test_library_ops_are_registered():
     assert hasattr(torch.ops.effml, "maxk_spgemm") and hasattr(torch.ops.effml, "maxk_sspmm")
-    adj = random_adjacency(6, 6, 3, seed=2)
-    meta = adj.edge_groups()
-    assert meta.shape[1] == 3 and int(meta[:, 2].sum()) == adj.nnz
-    assert int(meta[:, 2].max()) <= 64
-
-
-def test_edge_groups_split_long_rows():
-    adj = random_adjacency(3, 300, 150, seed=4)  # last row has 150 edges: groups 64, 64, 22
-    meta = adj.edge_groups()
-    last = meta[meta[:, 0] == 2]
-    assert last[:, 2].tolist() == [64, 64, 22]
-    assert last[:, 1].tolist() == [int(adj.rowptr[2]) + s for s in (0, 64, 128)]
 
 
 # ---------------------------------------------------------------- bad input
@@ -272,25 +236,7 @@ def test_bad_k_and_width():
         maxk_aggregate(adj, x, 12)
 
 
-def test_bad_adjacency():
-    with pytest.raises(ValueError, match="not strictly ascending"):
-        CsrAdjacency(torch.tensor([0, 2]), torch.tensor([3, 1]), torch.ones(2), 4)
-    with pytest.raises(ValueError, match="not strictly ascending"):
-        CsrAdjacency(torch.tensor([0, 2]), torch.tensor([1, 1]), torch.ones(2), 4)
-    with pytest.raises(ValueError, match="not a CSR"):
-        CsrAdjacency(torch.tensor([0, 1]), torch.tensor([0, 1]), torch.ones(2), 4)
-    with pytest.raises(ValueError, match="decreases at row 1"):
-        CsrAdjacency(torch.tensor([0, 2, 1, 2]), torch.tensor([0, 1]), torch.ones(2), 4)
-    with pytest.raises(ValueError, match=r"span \[0, 4\] but num_cols=4"):
-        CsrAdjacency(torch.tensor([0, 2]), torch.tensor([0, 4]), torch.ones(2), 4)
-    with pytest.raises(ValueError, match="one weight per stored edge"):
-        CsrAdjacency(torch.tensor([0, 2]), torch.tensor([0, 1]), torch.ones(3), 4)
-    with pytest.raises(ValueError, match="float edge weights"):
-        CsrAdjacency(torch.tensor([0, 2]), torch.tensor([0, 1]), torch.ones(2, dtype=int), 4)
-    with pytest.raises(ValueError, match="norm='max'"):
-        CsrAdjacency.from_edge_index(torch.zeros(2, 1, dtype=torch.long), 2, norm="max")
-    with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
-        CsrAdjacency.from_edge_index(torch.tensor([[0], [2]]), 2)
+def test_adjacency_must_be_csr_adjacency():
     with pytest.raises(ValueError, match="must be a CsrAdjacency"):
         maxk_aggregate(torch.eye(3), torch.randn(3, 4), 2)
 
@@ -384,13 +330,12 @@ def test_cuda_triton_matches_reference(case, dtype):
 
 
 @requires_cuda
-def test_cuda_default_backend_is_triton_and_large_graph():
+def test_cuda_default_backend_on_a_large_graph():
     gen = torch.Generator().manual_seed(0)
     n = 5000
     edge_index = torch.randint(0, n, (2, 200_000), generator=gen)
     adj = CsrAdjacency.from_edge_index(edge_index, n, norm="gcn").to("cuda")
     h = torch.randn(n, 256, generator=gen).cuda()
-    assert resolve_backend(None, h) == "triton"
     y = maxk_aggregate(adj, h, 32)
     want = maxk_aggregate_reference(adj.to("cpu"), h.double().cpu(), 32)
     assert max_rel_err(y.cpu(), want) <= 1e-5
@@ -420,12 +365,15 @@ def test_cpu_topk_matches_torch_topk(width, k, dtype):
 
 def test_cpu_path_falls_back_without_compiled_kernels(monkeypatch, caplog):
     """No compiler (or no source): a logged warning and the vectorised-torch path."""
+    import ops.dispatch as dispatch
     import ops.maxk.cpu as maxk_cpu
     import ops.maxk.cpu_kernels as kernels
 
+    dispatch.warn_fallback.cache_clear()
     monkeypatch.setattr(kernels, "CPP_FILE", Path("/nonexistent/cpu_kernels.cpp"))
-    with caplog.at_level("WARNING", logger=kernels.__name__):
+    with caplog.at_level("WARNING", logger=dispatch.__name__):
         assert kernels.load_kernels.__wrapped__() is None
+    assert "maxk: cannot read /nonexistent/cpu_kernels.cpp" in caplog.text
     assert "vectorised torch" in caplog.text
     monkeypatch.setenv("EFFML_MAXK_NO_CPP", "1")
     assert kernels.load_kernels.__wrapped__() is None

@@ -13,6 +13,7 @@ import math
 import pytest
 import torch
 
+import ops.dispatch as dispatch
 import ops.polyact.triton as polyact_triton
 from ops.polyact import (
     PolyAct,
@@ -23,7 +24,6 @@ from ops.polyact import (
     poly_act_reference,
     ste_gate,
 )
-from ops.polyact.autograd import resolve_backend
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -205,13 +205,6 @@ def test_triton_program_split_covers_rows_and_columns():
     assert (block_s, col_blocks, rows) == (64, 1, 3)
 
 
-def test_default_backend_follows_device():
-    x = torch.randn(2, 3)
-    assert resolve_backend(None, x) == "cpu" and resolve_backend("triton", x) == "triton"
-    if torch.cuda.is_available():
-        assert resolve_backend(None, x.cuda()) == "triton"
-
-
 def test_module_init_and_forward():
     lingcn = PolyAct((1, 1, 25), keep="poly", drop="identity", scale=0.01, clamp=2.0)
     assert torch.equal(lingcn.w2, torch.full((1, 1, 25), 0.005))
@@ -287,7 +280,7 @@ def test_errors_name_the_problem(monkeypatch):
         PolyAct((1, 1, 25), keep="poly", init="snl")
     with pytest.raises(TypeError, match=r"bfloat16"):
         poly_act(x.bfloat16(), gate.bfloat16(), backend="triton")
-    monkeypatch.setattr(polyact_triton, "INTERPRET", False)
+    monkeypatch.setattr(dispatch, "TRITON_INTERPRET", False)
     with pytest.raises(RuntimeError, match=r"TRITON_INTERPRET=1"):
         poly_act(x, gate, backend="triton")
 
@@ -314,8 +307,8 @@ def test_cuda_large_batch_atomics():
 # ---- gates ----------------------------------------------------------------------------------
 
 
-def test_paired_gate_methods_check():
-    """METHODS.md §4: aux = +1 on nodes 0–9 of site 1 and on nodes 10–24 of site 2, −1 elsewhere.
+def test_paired_gates_pick_the_positive_site():
+    """aux = +1 on nodes 0–9 of site 1 and on nodes 10–24 of site 2, −1 elsewhere.
 
     Every node's sorted column is (+1, −1): the top sorted row sums to 25 > 0 (kept), the
     bottom one to −25 (dropped), so each node keeps exactly its +1 site → counts [10, 15].
@@ -369,7 +362,7 @@ def test_ste_gate_and_hysteresis():
     ("mu", "sigma", "expected"),
     [
         (0.0, 1.0, (0.19947, 0.5, 0.19947)),
-        # (w0, w1, w2), as the issue and METHODS.md list them
+        # (w0, w1, w2), AutoReP's order (arXiv 2308.10134)
         (0.5, 1.0, (0.22004, 0.51543, 0.17603)),
         (-1.0, 0.5, (0.06749, 0.13073, 0.05399)),
     ],

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch_geometric.nn import GCNConv, GINConv, SAGEConv
 from torch_geometric.utils import coalesce
 
-from lightning_modules.gnn.maxk import AdjacencyCache, Aggregation, MaxKGNN
+from lightning_modules.gnn.maxk import Aggregation, MaxKGNN
 from lightning_modules.gnn.module import NodeClassifier
+from ops.sparse import AdjacencyCache
 
 N, IN, HIDDEN, OUT = 30, 6, 16, 3
 

@@ -1,9 +1,10 @@
-"""CSR adjacency with edge weights, the sparse operand A of MaxK-GNN's SpGEMM and SSpMM.
+"""CSR adjacency with edge weights, the sparse operand A of the graph kernels.
 
 Rows are destination nodes, columns source nodes: Y[i] = Σ_j A[i, j] · X[j], so a PyG
 ``edge_index`` (row 0 = source j, row 1 = target i, message j → i) becomes row i, column j.
-Column ids are sorted ascending inside each row; the CPU backward relies on it to give each
-thread a column range of every row by binary search instead of building A^T.
+Column ids are sorted ascending inside each row; MaxK-GNN's CPU backward relies on it to
+give each thread a column range of every row by binary search instead of building A^T.
+``to_torch_sparse`` gives the same matrix to torch.sparse (the SpMM baseline).
 """
 
 from __future__ import annotations
