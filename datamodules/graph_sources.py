@@ -257,7 +257,7 @@ class EdgeList:
     num_nodes: int
 
 
-def _read_header(path: Path) -> dict[str, str]:
+def read_edge_list_header(path: Path) -> dict[str, str]:
     """Return the ``# key: value`` lines at the top of an edge-list file, keys lower-cased."""
     header: dict[str, str] = {}
     with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as lines:
@@ -270,8 +270,9 @@ def _read_header(path: Path) -> dict[str, str]:
     return header
 
 
-def _parse_edge_list(path: Path) -> EdgeList:
-    header = _read_header(path)
+def parse_edge_list(path: Path) -> EdgeList:
+    """Parse an edge-list file (the formats ``read_edge_list`` takes) without caching."""
+    header = read_edge_list_header(path)
     is_csv = path.name.endswith((".csv", ".csv.gz"))
     has_column_names = False
     if is_csv:
@@ -335,7 +336,7 @@ def read_edge_list(path: Path, cache_dir: Path) -> EdgeList:
         cached = torch.load(cache_file, weights_only=True)
         log.info("%s: edges read from the cache %s", path.name, cache_file)
         return EdgeList(cached["edge_index"], cached["num_nodes"])
-    edges = _parse_edge_list(path)
+    edges = parse_edge_list(path)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
     torch.save({"edge_index": edges.edge_index, "num_nodes": edges.num_nodes}, partial)

@@ -7,13 +7,15 @@ Usage:
 
 NAME resolves to $DATA_DIR/graphs/NAME.edges.gz (DATA_DIR defaults to ../shared/data next to
 the repository); a path to any ``*.edges.gz`` (``# nodes: N`` / ``# directed:`` header, then
-``src dst`` per line, 0-based) works too. Undirected graphs get both edge directions; the
-adjacency is SAGE's mean (1/d_i).
+``src dst`` per line, 0-based) works too, and so do the Planetoid names cora, citeseer and
+pubmed (``tasks.bench.graphs``). Undirected graphs get both edge directions; the adjacency is
+SAGE's mean (1/d_i).
 
 Per k, in one run and on the same features: the baseline SpMM ``torch.sparse_csr_tensor @
 dense`` (MKL on the CPU, cuSPARSE on CUDA), MaxK top-k, SpGEMM (forward), SSpMM (backward)
 and the dense backward it replaces ((A^T · dY) with a prebuilt A^T CSR, then the gather),
-medians from ``torch.utils.benchmark`` (CPU) or ``triton.testing.do_bench`` (CUDA). Speedups:
+medians from ``tasks.bench.Timer`` (``torch.utils.benchmark`` in interleaved rounds on the CPU,
+``triton.testing.do_bench`` on CUDA). Speedups:
 ``spgemm_speedup`` = SpMM / SpGEMM, ``sspmm_speedup`` = dense backward / SSpMM (and
 ``sspmm_speedup_vs_spmm``). Errors are against float64 (torch.sparse in float64 on the same
 CBSR): max abs, and max relative = max |err| / max |ref|.
@@ -22,158 +24,44 @@ The epoch part times one full-batch training step (forward, cross entropy, backw
 a self-contained SAGE-like net (lin_in → [σ → mean aggregation + root → LayerNorm]×L →
 lin_out) with ReLU + torch.sparse aggregation against MaxK + ``maxk_aggregate``, on the same
 graph with random features and labels, and reports the SpMM share of the ReLU epoch (the
-torch.sparse calls timed inside three profiled ReLU epochs) and the Amdahl limit
+``ops.sparse.spmm`` calls timed inside three profiled ReLU epochs) and the Amdahl limit
 1 / ((1 − share) + share / s), s = (SpMM + SpMM^T) / (top-k + SpGEMM + SSpMM) measured at
 ``--epoch-k``.
 On a GPU the same script measures the Triton kernels against cuSPARSE (the paper's table).
+The JSON carries the device manifest (``tasks.bench.device_manifest``) under ``"manifest"``.
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
-import platform
-import statistics
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
-from torch.utils import benchmark
+
+from datamodules.errors import MissingDataError
+from ops.maxk import cbsr_to_dense, decode_indices, maxk, maxk_aggregate, spgemm, sspmm
+from ops.sparse import CsrAdjacency, spmm
+from tasks.bench import (
+    CLOCKS,
+    Timer,
+    cuda_sync,
+    load_graph,
+    log,
+    max_errors,
+    non_finite,
+    save_result,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ops.maxk import (  # noqa: E402
-    CsrAdjacency,
-    cbsr_to_dense,
-    decode_indices,
-    maxk,
-    maxk_aggregate,
-    spgemm,
-    sspmm,
-)
-from scripts.bench_common import log, non_finite, save_result  # noqa: E402
 
 COLUMNS = ("k", "spmm_ms", "topk_ms", "spgemm_ms", "sspmm_ms", "dense_bwd_ms",
            "spgemm_speedup", "sspmm_speedup", "fwd_max_rel_err", "bwd_max_rel_err")  # fmt: skip
-
-
-def resolve_graph(graph: str, data_dir: str | None) -> Path:
-    """A path to an edge file, or NAME → DATA_DIR/graphs/NAME.edges.gz."""
-    path = Path(graph)
-    if path.is_file():
-        return path
-    root = Path(data_dir or os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data")
-    named = root / "graphs" / f"{graph}.edges.gz"
-    if not named.is_file():
-        found = sorted(p.name.removesuffix(".edges.gz") for p in (root / "graphs").glob("*.gz"))
-        raise SystemExit(f"no graph {graph!r}: not a file and not {named} (have: {found})")
-    return named
-
-
-def read_edge_file(path: Path) -> tuple[torch.Tensor, int]:
-    """(2, E) edge_index (both directions unless the header says directed) and N."""
-    header = {}
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as handle:
-        for line in handle:
-            if not line.startswith("#"):
-                break
-            key, _, value = line[1:].partition(":")
-            header[key.strip().lower()] = value.strip()
-    pairs = pd.read_csv(path, comment="#", sep=r"\s+", header=None, usecols=[0, 1], dtype="int64")
-    edge_index = torch.from_numpy(pairs.to_numpy().T.copy())
-    nodes = int(header["nodes"]) if "nodes" in header else int(edge_index.max()) + 1
-    if header.get("directed", "false").lower() != "true":
-        edge_index = torch.cat([edge_index, edge_index.flip(0)], dim=1)
-    return edge_index, nodes
-
-
-def make_timer(device: torch.device, args: argparse.Namespace) -> Callable[[dict], dict]:
-    """Median milliseconds of each fn in {name: fn}.
-
-    CUDA: ``triton.testing.do_bench``. CPU: ``torch.utils.benchmark`` in ``args.rounds``
-    interleaved rounds (every fn once per round, ``min_run_time / rounds`` seconds each), the
-    median over rounds, so load from other processes hits the baseline and the kernels alike;
-    ``--clock cpu`` counts process CPU time instead of wall time (robust on shared cores with
-    ``--threads 1``).
-    """
-    if device.type == "cuda":
-        import triton.testing
-
-        def gpu_times(fns: dict) -> dict:
-            out = {}
-            for name, fn in fns.items():
-                log(f"    {name} ...")
-                out[name] = float(triton.testing.do_bench(fn, return_mode="median"))
-            return out
-
-        return gpu_times
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    rounds = max(1, args.rounds)
-
-    def cpu_times(fns: dict) -> dict:
-        samples = {name: [] for name in fns}
-        for fn in fns.values():  # warm-up: first-call set-up (MKL, allocations) is not timed
-            fn()
-        for r in range(rounds):
-            log(f"    round {r + 1}/{rounds}: {', '.join(fns)}")
-            for name, fn in fns.items():
-                timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, timer=clock)
-                measured = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
-                samples[name].append(measured.median * 1e3)
-        return {name: statistics.median(values) for name, values in samples.items()}
-
-    return cpu_times
-
-
-def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(max abs error, max abs error / max |ref|)."""
-    err = (got.double() - ref).abs().max().item() if ref.numel() else 0.0
-    scale = ref.abs().max().item() if ref.numel() else 0.0
-    return err, err / scale if scale else err
-
-
-def _stamp(profile: dict | None) -> float:
-    """The profile's clock after the device is idle (0 without a profile)."""
-    if not profile:
-        return 0.0
-    profile["sync"]()
-    return profile["clock"]()
-
-
-class SparseMean(torch.autograd.Function):
-    """Baseline aggregation A · h with torch.sparse CSR both ways (A^T prebuilt).
-
-    ``profile`` = {"clock": fn, "sync": fn, "ms": float} adds the SpMM time of forward and
-    backward (``sync`` waits for the GPU, so the clock sees the kernels).
-    """
-
-    @staticmethod
-    def forward(ctx, h, a, a_t, profile):
-        ctx.a_t, ctx.profile = a_t, profile
-        start = _stamp(profile)
-        y = a @ h
-        if profile:
-            profile["ms"] += (_stamp(profile) - start) * 1e3
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        profile = ctx.profile
-        start = _stamp(profile)
-        grad_h = ctx.a_t @ grad
-        if profile:
-            profile["ms"] += (_stamp(profile) - start) * 1e3
-        return grad_h, None, None, None
 
 
 class SageNet(nn.Module):
@@ -193,7 +81,7 @@ class SageNet(nn.Module):
         for root, neigh, norm in zip(self.roots, self.neighs, self.norms, strict=True):
             if self.k is None:
                 act = torch.relu(h)
-                agg = SparseMean.apply(act, graph["a"], graph["a_t"], graph.get("profile"))
+                agg = spmm(graph["a"], graph["a_t"], act, graph.get("profile"))
             else:
                 agg, act = maxk_aggregate(
                     graph["adj"], h, self.k, backend=self.backend, return_dense=True
@@ -218,12 +106,11 @@ def time_epochs(args, graph: dict, n: int, device, timer) -> dict:
             F.cross_entropy(model(x, graph), labels).backward()
             opt.step()
 
-        step()  # warm-up: kernels built, caches filled
         steps[name] = step
     log("  epochs: relu, maxk")
-    times = timer(steps)
-    clock = time.process_time if args.clock == "cpu" and device.type == "cpu" else time.perf_counter
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times = timer(steps)  # its warm-up builds the kernels and fills the caches
+    clock = CLOCKS[args.clock] if device.type == "cpu" else time.perf_counter
+    sync = cuda_sync(device)
     graph["profile"] = {"clock": clock, "sync": sync, "ms": 0.0}  # SpMM time in ReLU epochs
     sync()
     start = clock()
@@ -261,8 +148,8 @@ def bench_k(k: int, args, adj, a, a_t, a64, a_t64, h, dy, timer) -> dict:
     g = sspmm(adj, dy, indices, backend=args.backend)
     ref_y = a64 @ cbsr_to_dense(values.double(), indices, args.dim)
     ref_g = (a_t64 @ dy.double()).gather(1, idx)
-    row["fwd_max_abs_err"], row["fwd_max_rel_err"] = errors(y, ref_y)
-    row["bwd_max_abs_err"], row["bwd_max_rel_err"] = errors(g, ref_g)
+    row["fwd_max_abs_err"], row["fwd_max_rel_err"] = max_errors(y, ref_y)
+    row["bwd_max_abs_err"], row["bwd_max_rel_err"] = max_errors(g, ref_g)
     return row
 
 
@@ -313,7 +200,9 @@ def plot(result: dict, path: Path) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--graph", required=True, help="NAME under DATA_DIR/graphs or a file")
+    parser.add_argument(
+        "--graph", required=True, help="NAME under DATA_DIR/graphs, a Planetoid name, or a file"
+    )
     parser.add_argument("--data-dir", default=None, help="default $DATA_DIR or ../shared/data")
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--k", default="8,16,32,64", help="comma-separated k values")
@@ -333,6 +222,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.ks = [int(k) for k in args.k.split(",") if k.strip()]
     if not args.ks or any(k < 1 or k > args.dim for k in args.ks):
         parser.error(f"--k {args.k}: each k must lie in [1, {args.dim}]")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: need at least one round")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.backend is None:
@@ -345,18 +236,23 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    path = resolve_graph(args.graph, args.data_dir)
-    name = path.name.removesuffix(".gz").removesuffix(".edges").removesuffix(".txt")
-    log(f"loading {path} ...")
+    data_dir = args.data_dir or os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data"
+    cache_dir = os.environ.get("EFFML_CACHE_DIR") or ROOT / "cache"
+    log(f"loading {args.graph} ...")
     started = time.perf_counter()
-    edge_index, n = read_edge_file(path)
-    adj = CsrAdjacency.from_edge_index(edge_index, n, norm="mean").to(device)
+    try:
+        loaded = load_graph(args.graph, data_dir, cache_dir)
+    except MissingDataError as err:
+        raise SystemExit(str(err)) from err
+    name, n = loaded.name, loaded.num_nodes
+    adj = CsrAdjacency.from_edge_index(loaded.edge_index, n, norm="mean").to(device)
     a, a_t = adj.to_torch_sparse(), adj.transpose().to_torch_sparse()
     a64, a_t64 = adj.to_torch_sparse(torch.float64), adj.transpose().to_torch_sparse(torch.float64)
     gen = torch.Generator().manual_seed(0)
     h = torch.randn(n, args.dim, generator=gen).to(device)
     dy = torch.randn(n, args.dim, generator=gen).to(device)
-    timer = make_timer(device, args)
+    rounds = args.rounds if device.type == "cpu" else 1  # do_bench does its own repeats
+    timer = Timer(device.type, rounds, args.min_run_time / rounds, args.clock, progress=log)
     result = {
         "graph": name,
         "nodes": n,
@@ -368,7 +264,6 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "clock": args.clock if device.type == "cpu" else "cuda",
         "torch": torch.__version__,
-        "host": platform.node(),
         "results": [],
     }
     log(f"{name}: {n} nodes, {adj.nnz} edges (mean degree {result['mean_degree']:.1f})")

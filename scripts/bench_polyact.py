@@ -7,16 +7,15 @@ Baseline: the reference (``ops/polyact/reference.py``) under eager autograd, mea
 same run as the others. CPU (``torch.utils.benchmark``): the fast CPU path eager, and both the
 reference and the CPU path under ``torch.compile`` (inductor). CUDA
 (``triton.testing.do_bench``, median): the Triton kernels, the CPU path's torch code on the GPU
-and the compiled reference. Writes the table, a JSON file and a PNG bar plot of the speedups
-(OUT with .png) and checks every variant against the reference before timing it.
+and the compiled reference. Times come from ``tasks.bench.Timer``. Writes the table, a JSON file
+with the device manifest (``"manifest"``) and a PNG bar plot of the speedups (OUT with .png)
+and checks every variant against the reference before timing it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,9 @@ from pathlib import Path
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from torch.utils import benchmark
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ops.polyact import poly_act, poly_act_reference  # noqa: E402
+from ops.polyact import poly_act, poly_act_reference
+from tasks.bench import Timer, save_result
 
 BASELINE = "reference"
 
@@ -101,15 +98,6 @@ def outputs(fn: Callable, leaves: list, dy: torch.Tensor) -> tuple[torch.Tensor,
     )
 
 
-def time_ms(step: Callable, device: str, min_run_time: float) -> float:
-    if device == "cuda":
-        import triton.testing
-
-        return float(triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median"))
-    timer = benchmark.Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
-
-
 def check(fn: Callable, ref: Callable, leaves: list, dy: torch.Tensor, name: str) -> None:
     """Outputs and gradients of one variant against the reference (fp32 tolerances)."""
     for g, w in zip(outputs(fn, leaves, dy), outputs(ref, leaves, dy), strict=True):
@@ -133,6 +121,7 @@ def run(device: str, min_run_time: float, compile_: bool, rounds: int) -> list[d
     Each variant's time is the best of its per-round medians: on a shared machine another
     process's load only ever adds time, and interleaving exposes all variants to it alike.
     """
+    timer = Timer(device, rounds, min_run_time, num_threads=torch.get_num_threads())
     rows = []
     for case in CASES:
         leaves, dy = make_leaves(case, device)
@@ -142,11 +131,7 @@ def run(device: str, min_run_time: float, compile_: bool, rounds: int) -> list[d
             if name != BASELINE:
                 check(fn, fns[BASELINE], leaves, dy, f"{case.name}/{name}")
             steps[name] = step_once(fn, leaves, dy)
-            steps[name]()  # warm-up (and compilation)
-        rounds_ms = {name: [] for name in steps}
-        for _ in range(rounds):
-            for name, step in steps.items():
-                rounds_ms[name].append(time_ms(step, device, min_run_time))
+        rounds_ms = timer.samples(steps)  # warms every step up first (and compiles)
         times = {name: min(ms) for name, ms in rounds_ms.items()}
         rows.append(
             {
@@ -215,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA GPU is visible")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: need at least one round")
     out = args.json or Path("outputs/bench") / f"polyact_{args.device}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     device_name = (
         torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
@@ -237,10 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         "timer": ("triton.testing.do_bench" if args.device == "cuda" else "torch.utils.benchmark")
         + f" median per round, best of {args.rounds} interleaved rounds",
     }
-    out.write_text(json.dumps({**meta, "results": rows}, indent=2))
     title = f"polyact fwd+bwd, {device_name}, {threads} threads, torch {torch.__version__}"
-    plot(rows, out.with_suffix(".png"), title)
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    save_result(
+        {**meta, "results": rows},
+        out,
+        out.with_suffix(".png"),
+        lambda result, path: plot(result["results"], path, title),
+        progress=print,
+    )
     return 0
 
 

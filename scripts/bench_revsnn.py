@@ -20,7 +20,8 @@ Per configuration (T, width), on x_seq (T, batch, width, size, size) and on a sp
 - time: one training step of the node alone (forward + backward) and of the net (forward,
   cross entropy, backward, Adam) for reversible (one-sweep backward), reversible_autograd
   (reconstruct x_t, v_{t−1}, re-run the step under autograd) and lif; medians from
-  ``torch.utils.benchmark`` in interleaved rounds (CPU) or ``triton.testing.do_bench`` (CUDA).
+  ``tasks.bench.Timer`` (``torch.utils.benchmark`` in interleaved rounds on the CPU,
+  ``triton.testing.do_bench`` on CUDA).
   ``step_time_ratio_vs_reversible_autograd`` = sweep / recompute for the node step (< 0.8 is
   the paper's claim of ≥ 20% faster), ``net_step_time_ratio_vs_reversible_autograd`` the same
   for the whole training step.
@@ -31,14 +32,13 @@ Per configuration (T, width), on x_seq (T, batch, width, size, size) and on a sp
   differ where a firing potential lies within fp32 rounding of θ; ``inverse_max_abs_err`` and
   ``inverse_max_rel_err`` of x_seq rebuilt from (y_seq, v_T), and ``inverse_flipped`` the
   number of its elements off by more than 1e-3 (recomputed spikes that flipped).
+
+The JSON carries the device manifest (``tasks.bench.device_manifest``) under ``"manifest"``.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
-import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,18 +47,10 @@ import torch
 import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from torch.utils import benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lightning_modules.snn.nets import SpikingVGG, make_node  # noqa: E402
-from ops.revsnn import (  # noqa: E402
-    reversible_lif,
-    reversible_lif_inverse,
-    reversible_lif_reference,
-)
-from scripts.bench_common import log, non_finite, save_result  # noqa: E402
+from lightning_modules.snn.nets import SpikingVGG, make_node
+from ops.revsnn import reversible_lif, reversible_lif_inverse, reversible_lif_reference
+from tasks.bench import Timer, log, non_finite, save_result
 
 KINDS = ("reversible", "reversible_autograd", "lif")
 COLUMNS = ("T", "width", "node_memory_ratio_vs_lif", "net_memory_ratio_vs_lif",
@@ -91,33 +83,6 @@ def saved_bytes(fn: Callable[[], torch.Tensor], exclude: Callable[[torch.Tensor]
 
 def ptr(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
-
-
-def make_timer(device: torch.device, args: argparse.Namespace) -> Callable[[dict], dict]:
-    """Median milliseconds of each fn in {name: fn}: ``do_bench`` on CUDA, interleaved
-    ``torch.utils.benchmark`` rounds on the CPU (``--clock cpu`` counts process CPU time)."""
-    if device.type == "cuda":
-        import triton.testing
-
-        return lambda fns: {
-            name: float(triton.testing.do_bench(fn, return_mode="median"))
-            for name, fn in fns.items()
-        }
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    rounds = max(1, args.rounds)
-
-    def cpu_times(fns: dict) -> dict:
-        samples = {name: [] for name in fns}
-        for fn in fns.values():  # warm-up
-            fn()
-        for _ in range(rounds):
-            for name, fn in fns.items():
-                timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, timer=clock)
-                measured = timer.blocked_autorange(min_run_time=args.min_run_time / rounds)
-                samples[name].append(measured.median * 1e3)
-        return {name: statistics.median(values) for name, values in samples.items()}
-
-    return cpu_times
 
 
 def node_input(steps: int, args, width: int, device) -> torch.Tensor:
@@ -289,6 +254,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--T {args.T}: need positive step counts")
     if not args.width_list or any(w < 2 or w % 2 for w in args.width_list):
         parser.error(f"--widths {args.widths}: the node needs even widths ≥ 2")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: need at least one round")
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.backend is None:
@@ -301,7 +268,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    timer = make_timer(device, args)
+    rounds = args.rounds if device.type == "cpu" else 1  # do_bench does its own repeats
+    timer = Timer(device.type, rounds, args.min_run_time / rounds, args.clock, progress=log)
     started = time.perf_counter()
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -311,7 +279,6 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "clock": args.clock if device.type == "cpu" else "cuda",
         "torch": torch.__version__,
-        "host": platform.node(),
         "results": [],
     }
     configs = [(t, w) for w in args.width_list for t in args.ts]

@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from he import (  # noqa: E402
+from he import (
     HeParameterError,
     HeStgcnInference,
     StgcnCircuit,
@@ -38,7 +33,7 @@ from he import (  # noqa: E402
     load_spec,
     spec_act_factory,
 )
-from lightning_modules.lingcn.stgcn import NUM_JOINTS, STGCN  # noqa: E402
+from lightning_modules.lingcn.stgcn import NUM_JOINTS, STGCN
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -29,9 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from datamodules.skeleton import (  # noqa: E402
+from datamodules.skeleton import (
     BENCHMARKS,
     MAX_BODIES,
     MAX_FRAMES,

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from scripts.bench_maxk import main, read_edge_file, resolve_graph
+from scripts.bench_maxk import main
+from tasks.bench import MANIFEST_KEY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,21 +33,11 @@ def write_edges(path: Path, n: int = 300, m: int = 3000, directed: bool = False)
         handle.write("\n".join(header + [f"{a} {b}" for a, b in pairs]) + "\n")
 
 
-def test_read_edge_file_symmetrises_undirected(tmp_path):
-    write_edges(tmp_path / "u.edges.gz", n=10, m=20, directed=False)
-    write_edges(tmp_path / "d.edges.gz", n=10, m=20, directed=True)
-    undirected, n = read_edge_file(tmp_path / "u.edges.gz")
-    directed, _ = read_edge_file(tmp_path / "d.edges.gz")
-    assert n == 10 and directed.shape == (2, 20) and undirected.shape == (2, 40)
-    assert torch.equal(undirected[:, 20:], directed.flip(0))
-
-
-def test_resolve_graph_names_and_errors(tmp_path):
+def test_unknown_graph_exits_listing_the_names(tmp_path):
     (tmp_path / "graphs").mkdir()
     write_edges(tmp_path / "graphs" / "tiny.edges.gz", n=5, m=5)
-    assert resolve_graph("tiny", str(tmp_path)) == tmp_path / "graphs" / "tiny.edges.gz"
     with pytest.raises(SystemExit, match="no graph 'missing'.*tiny"):
-        resolve_graph("missing", str(tmp_path))
+        main(["--graph", "missing", "--data-dir", str(tmp_path), "--no-epoch"])
 
 
 def test_bench_writes_sane_json_and_plot(tmp_path):
@@ -62,6 +53,7 @@ def test_bench_writes_sane_json_and_plot(tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result.keys() >= TOP_KEYS and result.keys() >= EPOCH_KEYS
+    assert result[MANIFEST_KEY]["torch"] == torch.__version__
     assert result["graph"] == "tiny" and result["nodes"] == 300 and result["dim"] == 64
     assert result["device"] == "cpu" and result["backend"] == "cpu"
     assert 3000 < result["edges"] <= 6000  # both directions, duplicates merged

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts.bench_revsnn import KINDS, main
+from tasks.bench import MANIFEST_KEY
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROW_KEYS = {"node_memory_ratio_vs_lif", "net_memory_ratio_vs_lif",
@@ -24,6 +25,7 @@ def test_bench_writes_sane_json_and_plot(tmp_path: Path) -> None:
     main([*tiny.split(), "--json", str(out), "--plot", str(png)])
     result = json.loads(out.read_text())
     assert result["device"] == "cpu" and result["backend"] == "cpu"
+    assert result[MANIFEST_KEY]["torch_threads"] == result["threads"]
     rows = result["results"]
     assert [(r["T"], r["width"]) for r in rows] == [(2, 4), (4, 4)]
     for row in rows:
