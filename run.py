@@ -16,7 +16,7 @@ from omegaconf import DictConfig  # noqa: E402
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Run the configured task; the returned value is what sweepers optimise."""
-    from tasks.common import run_task  # torch and Lightning load only when a task runs
+    from tasks.core import run_task  # torch and Lightning load only when a task runs
 
     return run_task(cfg)
 

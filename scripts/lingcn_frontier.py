@@ -9,20 +9,24 @@ against encrypted latency per sample (one point per μ) with the CryptoGCN-style
 circuits, and writes frontier.png and frontier.csv into the multirun folder. A sweep that
 reused one run's shared stages and skipped the baseline circuit (``reuse_from=<run>
 pipeline.he.baseline=false``) takes the baseline point from that run: ``--baseline-run <run>``.
+``--wandb`` publishes the table and the plot into a W&B run in the multirun folder (offline
+unless ``--wandb online``).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import pandas as pd
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
+from tasks.publish import WandbTarget, publish_folder
 
 
 def collect(sweep: Path) -> pd.DataFrame:
@@ -34,22 +38,26 @@ def collect(sweep: Path) -> pd.DataFrame:
             continue
         m = json.loads(metrics_path.read_text())
         cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
-        rows.append({
-            "job": int(job.name),
-            "mu": cfg["pipeline"]["linearize"]["model"]["mu"],
-            "gates_kept": m.get("linearize/gates_kept"),
-            "poly_test_acc": m.get("poly/test_acc"),
-            "he_latency_s": m.get("he/latency_s_per_sample"),
-            "he_cpu_s": m.get("he/cpu_s_per_sample"),
-            "he_levels": m.get("he/levels"),
-            "baseline_test_acc": m.get("cryptogcn/test_acc"),
-            "baseline_latency_s": m.get("he_baseline/latency_s_per_sample"),
-            "baseline_cpu_s": m.get("he_baseline/cpu_s_per_sample"),
-            "baseline_levels": m.get("he_baseline/levels"),
-        })
+        rows.append(
+            {
+                "job": int(job.name),
+                "mu": cfg["pipeline"]["linearize"]["model"]["mu"],
+                "gates_kept": m.get("linearize/test_gates_kept"),
+                "poly_test_acc": m.get("poly/test_acc"),
+                "he_latency_s": m.get("he/latency_s_per_sample"),
+                "he_cpu_s": m.get("he/cpu_s_per_sample"),
+                "he_levels": m.get("he/levels"),
+                "baseline_test_acc": m.get("cryptogcn/test_acc"),
+                "baseline_latency_s": m.get("he_baseline/latency_s_per_sample"),
+                "baseline_cpu_s": m.get("he_baseline/cpu_s_per_sample"),
+                "baseline_levels": m.get("he_baseline/levels"),
+            }
+        )
     if not rows:
-        raise SystemExit(f"{sweep}: no job folder with metrics.json; expected a multirun of "
-                         "experiment=lingcn_ntu")
+        raise SystemExit(
+            f"{sweep}: no job folder with metrics.json; expected a multirun of "
+            "experiment=lingcn_ntu"
+        )
     return pd.DataFrame(rows).sort_values("mu")
 
 
@@ -59,10 +67,16 @@ def baseline_point(run: Path) -> dict[str, float]:
     m = json.loads(path.read_text()) if path.is_file() else {}
     keys = ("cryptogcn/test_acc", "he_baseline/latency_s_per_sample", "he_baseline/levels")
     if any(k not in m for k in keys):
-        raise SystemExit(f"--baseline-run {run}: {path} lacks {list(keys)}; give a run that "
-                         "finished the cryptogcn and he stages with pipeline.he.baseline=true")
-    return {"baseline_test_acc": m[keys[0]], "baseline_latency_s": m[keys[1]],
-            "baseline_cpu_s": m.get("he_baseline/cpu_s_per_sample"), "baseline_levels": m[keys[2]]}
+        raise SystemExit(
+            f"--baseline-run {run}: {path} lacks {list(keys)}; give a run that "
+            "finished the cryptogcn and he stages with pipeline.he.baseline=true"
+        )
+    return {
+        "baseline_test_acc": m[keys[0]],
+        "baseline_latency_s": m[keys[1]],
+        "baseline_cpu_s": m.get("he_baseline/cpu_s_per_sample"),
+        "baseline_levels": m[keys[2]],
+    }
 
 
 def time_columns(table: pd.DataFrame) -> tuple[str, str, str]:
@@ -76,18 +90,29 @@ def time_columns(table: pd.DataFrame) -> tuple[str, str, str]:
 
 def plot(table: pd.DataFrame, path: Path) -> None:
     """Accuracy against latency: LinGCN per μ, the baseline circuit per job."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig = Figure(figsize=(6.5, 4.2))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     lin, base_col, label = time_columns(table)
     done = table.dropna(subset=[lin, "poly_test_acc"]).sort_values(lin)
     ax.plot(done[lin], done["poly_test_acc"], "o-", label="LinGCN (μ sweep)")
     for _, row in done.iterrows():
-        ax.annotate(f"μ={row['mu']:g}, {int(row['gates_kept'])} gates, {int(row['he_levels'])} lv",
-                    (row[lin], row["poly_test_acc"]), textcoords="offset points", xytext=(5, 5),
-                    fontsize=7)
+        ax.annotate(
+            f"μ={row['mu']:g}, {int(row['gates_kept'])} gates, {int(row['he_levels'])} lv",
+            (row[lin], row["poly_test_acc"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=7,
+        )
     base = table.dropna(subset=[base_col, "baseline_test_acc"])
     if len(base):
-        ax.scatter(base[base_col], base["baseline_test_acc"], marker="s",
-                   color="tab:red", label="CryptoGCN-style baseline")
+        ax.scatter(
+            base[base_col],
+            base["baseline_test_acc"],
+            marker="s",
+            color="tab:red",
+            label="CryptoGCN-style baseline",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(label)
     ax.set_ylabel("test accuracy")
@@ -95,14 +120,36 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+
+
+def sweep_config(sweep: Path) -> dict[str, Any]:
+    """The sweep's config: ``multirun.yaml``, else its first job's; empty when none is readable."""
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    for path in [sweep / "multirun.yaml", *(job / ".hydra" / "config.yaml" for job in jobs)]:
+        config = yaml.safe_load(path.read_text()) if path.is_file() else None
+        if isinstance(config, dict):
+            return config
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write frontier.csv and frontier.png into the sweep folder; the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep", type=Path, help="outputs/lingcn_ntu/multiruns/<time>")
-    parser.add_argument("--baseline-run", type=Path, default=None,
-                        help="a full run whose baseline circuit fills jobs that skipped it")
+    parser.add_argument(
+        "--baseline-run",
+        type=Path,
+        default=None,
+        help="a full run whose baseline circuit fills jobs that skipped it",
+    )
+    parser.add_argument(
+        "--wandb",
+        nargs="?",
+        const="offline",
+        choices=("offline", "online"),
+        default=None,
+        help="also publish the table and the plot into a W&B run in SWEEP (default: offline)",
+    )
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         print(f"{args.sweep}: not a folder", file=sys.stderr)
@@ -111,10 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline_run is not None:
         for key, value in baseline_point(args.baseline_run).items():
             table[key] = table[key].fillna(value) if key in table else value
-    table.to_csv(args.sweep / "frontier.csv", index=False)
-    plot(table, args.sweep / "frontier.png")
+    written = [args.sweep / "frontier.csv", args.sweep / "frontier.png"]
+    table.to_csv(written[0], index=False)
+    plot(table, written[1])
     print(table.to_string(index=False))
-    print(f"wrote {args.sweep / 'frontier.csv'} and {args.sweep / 'frontier.png'}")
+    print(f"wrote {written[0]} and {written[1]}")
+    if args.wandb:
+        config = sweep_config(args.sweep)
+        target = WandbTarget.for_folder(config, job_type="report", offline=args.wandb != "online")
+        print(f"published to W&B: {publish_folder(args.sweep, written, target, config)}")
     return 0
 
 

@@ -3,12 +3,17 @@
 Usage:
     python scripts/report.py outputs/<task_name>/runs/<time> [--out DIR] [--metric NAME]
     python scripts/report.py outputs/<task_name>/multiruns/<time> [--out DIR] [--metric NAME]
+    python scripts/report.py outputs/<task_name>/multiruns/<time> --wandb [online]
 
 A multirun whose jobs report ``pi/relu_count`` and ``pi/test_acc`` (the ReLU-budget
 pipelines) also gets ``accuracy_vs_relu_count.png``, one line per swept experiment. A multirun
 that sweeps ``seed`` (e.g. ``-m experiment=revsnn_cifar10,lif_cifar10 seed=0,1,2``) also gets
 ``seeds.csv``: mean, std, min, max and count over seeds of the plotted metric and every
 ``test/`` metric, one row per setting of the other swept parameters (printed as well).
+
+``--wandb`` publishes the tables (as W&B tables) and plots (as W&B images) into a W&B run in
+the run folder, named and grouped by its ``task_name``: offline (``wandb sync`` it later)
+unless ``--wandb online``.
 
 Plots are drawn on explicit Agg canvases (``Figure`` + ``FigureCanvasAgg``) rather than through
 pyplot, so importing this module never switches the global backend and no figure stays open.
@@ -31,6 +36,8 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from tasks.publish import WandbTarget, publish_folder
 
 STAGES = ("train", "val", "test")
 FALLBACK_METRIC = "val/acc_best"
@@ -453,6 +460,25 @@ def report(run_dir: Path, out_dir: Path | None = None, metric: str | None = None
     return report_single(run_dir, out_dir, metric)
 
 
+def folder_config(run_dir: Path) -> dict[str, Any]:
+    """The config a run or multirun folder was started with (its first job's for a multirun
+    without ``multirun.yaml``); empty when none is readable."""
+    candidates = [run_dir / "multirun.yaml", run_dir / ".hydra" / "config.yaml"]
+    candidates += [job / ".hydra" / "config.yaml" for job in job_dirs(run_dir)]
+    for path in candidates:
+        config = read_yaml(path)
+        if isinstance(config, dict):
+            return config
+    return {}
+
+
+def publish(run_dir: Path, written: Sequence[Path], online: bool) -> Path:
+    """Send the report's tables and plots into a new W&B run in ``run_dir``; its folder."""
+    config = folder_config(run_dir)
+    target = WandbTarget.for_folder(config, job_type="report", offline=not online)
+    return publish_folder(run_dir, written, target, config)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Command-line arguments of the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
@@ -461,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder (default: RUN_DIR/plots)"
     )
     parser.add_argument("--metric", default=None, help="metric to plot (default: optimized_metric)")
+    parser.add_argument(
+        "--wandb",
+        nargs="?",
+        const="offline",
+        choices=("offline", "online"),
+        default=None,
+        help="also publish the tables and plots into a W&B run in RUN_DIR (default: offline)",
+    )
     return parser
 
 
@@ -474,6 +508,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for path in written:
         print(f"wrote {path}")
+    if args.wandb:
+        print(f"published to W&B: {publish(args.run_dir, written, args.wandb == 'online')}")
     return 0
 
 

@@ -4,9 +4,12 @@ folder (``hydra.run.dir=<run folder>``).
 
 The experiment lists ``stages`` and, under ``pipeline.<stage>``, what each stage changes:
 ``kind: train`` stages patch ``model`` and ``trainer`` (an ``optimizer`` or ``scheduler``
-given there replaces the default one whole) and may set their own ``monitor``/``monitor_mode``
-and name the earlier stages whose best checkpoints they need (``inputs: {teacher_ckpt: baseline}``); other kinds
-name a function (``_target_``) called as ``fn(cfg, stage_cfg, datamodule, run_dir, done) -> metrics``.
+given there replaces the default one whole), may set their own ``monitor``/``monitor_mode``
+and name the earlier stages whose best checkpoints they need (``inputs: {teacher_ckpt:
+baseline}``). A stage's ``model`` (or ``datamodule``) with a ``_target_`` of another class
+replaces the run's whole instead of patching it, so a stage may train a different model (a
+tokenizer, then a generator that loads it) on different data. Other kinds name a function
+(``_target_``) called as ``fn(ctx: StageContext) -> dict[str, float]``.
 
 ``reuse_from=<run folder>`` takes the ``reuse_stages`` finished there (their checkpoints and
 metrics) as finished here, so a sweep over a later stage's settings trains the stages it does
@@ -20,20 +23,61 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from tasks.common import optimized_value, update_metrics_json, validate_run_config
-from tasks.train import build_model, build_trainer, fit_and_test
+from tasks.core import optimized_value, update_metrics_json
+from tasks.lightning import build_model, build_trainer, fit_and_test, validate_lightning_config
 
 log = logging.getLogger(__name__)
 DONE_FILE = "stage.json"
 REPLACED = ("optimizer", "scheduler")
 # top-level keys a stage may set for itself (the checkpoint callback reads ${monitor})
 STAGE_KEYS = ("monitor", "monitor_mode")
+
+
+@dataclass
+class StageContext:
+    """What a stage works with: the run, its own folder, the stages finished before it.
+
+    Attributes:
+        cfg: the whole run config.
+        name: this stage's name.
+        spec: this stage's definition, ``cfg.pipeline[name]``.
+        run_dir: the pipeline's run folder.
+        stage_dir: ``run_dir / name`` (created).
+        done: the finished stages: name -> ``{"best_ckpt": path (train stages), "metrics":
+            {"<stage>/<metric>": value}}``.
+        datamodule: the run's shared datamodule (None when the experiment has none).
+    """
+
+    cfg: DictConfig
+    name: str
+    spec: DictConfig
+    run_dir: Path
+    stage_dir: Path
+    done: dict[str, dict]
+    datamodule: Any
+
+    def stage_config(self, name: str | None = None) -> DictConfig:
+        """The run config as training stage ``name`` (default: this one) trains: patched
+        model, datamodule and trainer, ``inputs`` resolved to the finished stages'
+        checkpoints, ``paths.output_dir`` its own folder."""
+        name = name or self.name
+        inputs = stage_inputs(self.cfg, name, self.done)
+        return stage_config(self.cfg, name, self.run_dir / name, inputs)
+
+    def build_model(self, name: str | None = None) -> pl.LightningModule:
+        """Training stage ``name``'s model (default: this one), built as that stage built it
+        before training; its trained weights are in ``done[name]["best_ckpt"]``."""
+        name = name or self.name
+        stage_cfg = self.stage_config(name)
+        return build_model(stage_cfg, stage_datamodule(stage_cfg, name, self.datamodule))
 
 
 def read_done(run_dir: Path) -> dict[str, dict]:
@@ -60,27 +104,75 @@ def reused_stages(source: str | None, names: list[str]) -> dict[str, dict]:
     return found
 
 
+def stage_inputs(cfg: DictConfig, name: str, done: dict[str, dict]) -> dict[str, str]:
+    """Stage ``name``'s ``inputs`` as arguments: argument -> the named stage's checkpoint."""
+    inputs = {}
+    for arg, stage in (cfg.pipeline[name].get("inputs", {}) or {}).items():
+        if "best_ckpt" not in done.get(stage, {}):
+            raise ValueError(
+                f"stage {name!r} needs the checkpoint of training stage {stage!r} "
+                f"(inputs.{arg}), which has not finished; finished: {sorted(done)}"
+            )
+        inputs[arg] = done[stage]["best_ckpt"]
+    return inputs
+
+
+def replaced_or_merged(base: DictConfig | None, patch: dict) -> DictConfig:
+    """``patch`` merged into ``base``; ``patch`` alone when ``base`` is absent or the patch
+    names another class (``_target_``), so no key of the other class leaks in."""
+    target = patch.get("_target_")
+    if base is None or (target is not None and target != base.get("_target_")):
+        return OmegaConf.create(patch)
+    return OmegaConf.merge(base, patch)
+
+
+def unresolved(node: DictConfig | None) -> dict:
+    """A stage's patch as a plain dict, interpolations kept (they resolve in the stage config)."""
+    return OmegaConf.to_container(node, resolve=False) if node is not None else {}
+
+
 def stage_config(cfg: DictConfig, name: str, stage_dir: Path, inputs: dict[str, str]) -> DictConfig:
-    """The run config as this training stage sees it: patched model/trainer, its own folder."""
+    """The run config as training stage ``name`` sees it: patched model, datamodule and
+    trainer, ``inputs`` (argument -> checkpoint) passed to the model, ``stage_dir`` its folder."""
     spec = cfg.pipeline[name]
     stage_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(stage_cfg):
         stage_cfg.paths.output_dir = str(stage_dir)
-        model_patch = OmegaConf.to_container(spec.get("model", {}), resolve=False)
-        for key in REPLACED:
-            if key in model_patch:
-                stage_cfg.model[key] = model_patch.pop(key)
-        stage_cfg.model = OmegaConf.merge(stage_cfg.model, model_patch, inputs)
-        stage_cfg.trainer = OmegaConf.merge(stage_cfg.trainer, spec.get("trainer", {}))
+        model_patch = unresolved(spec.get("model"))
+        model = stage_cfg.get("model")
+        if model is not None and model_patch.get("_target_") in (None, model.get("_target_")):
+            for key in REPLACED:
+                if key in model_patch:
+                    model[key] = model_patch.pop(key)
+        stage_cfg.model = OmegaConf.merge(replaced_or_merged(model, model_patch), inputs)
+        if "datamodule" in spec:
+            datamodule_patch = unresolved(spec.datamodule)
+            stage_cfg.datamodule = replaced_or_merged(stage_cfg.get("datamodule"), datamodule_patch)
+        trainer_patch = spec.get("trainer") or {}
+        stage_cfg.trainer = OmegaConf.merge(stage_cfg.get("trainer") or {}, trainer_patch)
         for key in STAGE_KEYS:
             if key in spec:  # monitor: null saves the last epoch instead of the best
                 stage_cfg[key] = spec[key]
     return stage_cfg
 
 
+def stage_datamodule(stage_cfg: DictConfig, name: str, shared: Any) -> Any:
+    """The data stage ``name`` trains on: its own ``datamodule`` if it gives one, else the
+    run's shared one."""
+    if "datamodule" in stage_cfg.pipeline[name]:
+        log.info("Instantiating stage %s's datamodule <%s>", name, stage_cfg.datamodule._target_)
+        return hydra.utils.instantiate(stage_cfg.datamodule)
+    if shared is None:
+        raise ValueError(
+            f"stage {name!r} trains, but the experiment has no datamodule: select one "
+            f"(datamodule=<name>) or give the stage its own (pipeline.{name}.datamodule)"
+        )
+    return shared
+
+
 def run_pipeline(cfg: DictConfig) -> float | None:
     """Run ``cfg.stages`` in order in this run folder; return ``cfg.optimized_metric``."""
-    validate_run_config(cfg)
+    validate_lightning_config(cfg)
     stages = list(cfg.stages)
     unknown = [s for s in stages if s not in cfg.pipeline]
     if unknown:
@@ -102,7 +194,7 @@ def run_pipeline(cfg: DictConfig) -> float | None:
                 f"stage {name!r} needs the finished stage(s) {missing}: add them to "
                 f"stages= or rerun in the run folder that has them"
             )
-    datamodule = hydra.utils.instantiate(cfg.datamodule)
+    datamodule = hydra.utils.instantiate(cfg.datamodule) if cfg.get("datamodule") else None
     metrics: dict[str, float] = {}
     for index, name in enumerate(stages):
         if name in done:
@@ -116,29 +208,31 @@ def run_pipeline(cfg: DictConfig) -> float | None:
         log.info("=== stage %s ===", name)
         if cfg.get("seed") is not None:
             pl.seed_everything(cfg.seed + index, workers=True)  # the same on a resumed run
+        ctx = StageContext(cfg, name, spec, run_dir, stage_dir, done, datamodule)
         if spec.get("kind", "train") == "train":
-            inputs = {
-                arg: done[stage]["best_ckpt"]
-                for arg, stage in (spec.get("inputs", {}) or {}).items()
-            }
-            stage_cfg = stage_config(cfg, name, stage_dir, inputs)
-            model = build_model(stage_cfg, datamodule)
-            trainer = build_trainer(stage_cfg)
-            raw = fit_and_test(stage_cfg, datamodule, model, trainer)
-            stage_metrics = {f"{name}/{k.replace('/', '_')}": v for k, v in raw.items()}
-            record = {"best_ckpt": _stage_checkpoint(trainer, stage_dir), "metrics": stage_metrics}
+            record = train_stage(ctx)
         else:
-            fn = hydra.utils.get_method(spec._target_)
-            stage_metrics = fn(cfg, spec, datamodule, run_dir, done)
-            record = {"metrics": stage_metrics}
+            record = {"metrics": hydra.utils.get_method(spec._target_)(ctx)}
         (stage_dir / DONE_FILE).write_text(json.dumps(record, indent=2) + "\n")
         done[name] = record
-        metrics.update(stage_metrics)
-        update_metrics_json(run_dir, stage_metrics)
+        metrics.update(record["metrics"])
+        update_metrics_json(run_dir, record["metrics"])
     return optimized_value(metrics, cfg.get("optimized_metric"))
 
 
-def _stage_checkpoint(trainer: pl.Trainer, stage_dir: Path) -> str:
+def train_stage(ctx: StageContext) -> dict:
+    """Fit and test a training stage in its folder: its best checkpoint and its metrics,
+    named ``<stage>/<split>_<name>``."""
+    stage_cfg = ctx.stage_config()
+    datamodule = stage_datamodule(stage_cfg, ctx.name, ctx.datamodule)
+    model = build_model(stage_cfg, datamodule)
+    trainer = build_trainer(stage_cfg)
+    raw = fit_and_test(stage_cfg, datamodule, model, trainer)
+    metrics = {f"{ctx.name}/{k.replace('/', '_')}": v for k, v in raw.items()}
+    return {"best_ckpt": stage_checkpoint(trainer, ctx.stage_dir), "metrics": metrics}
+
+
+def stage_checkpoint(trainer: pl.Trainer, stage_dir: Path) -> str:
     """The stage's best checkpoint; its final weights when none was kept (fast_dev_run)."""
     callback = trainer.checkpoint_callback
     if callback is not None and callback.best_model_path:

@@ -7,27 +7,29 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, require_data, run_cli
+from conftest import CONF, ROOT, compose_cfg, require_data, run_cli
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from datamodules.errors import MissingDataError
-from tasks.common import run_task
+from tasks.core import run_task, update_metrics_json
 
-CONF = ROOT / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+LOGGERS = sorted(p.stem for p in (CONF / "logger").glob("*.yaml"))
+# what an experiment that trains nothing (a benchmark) drops: the Lightning groups
+WITHOUT_LIGHTNING = ["~datamodule", "~model", "~trainer", "~callbacks"]
 
 
-def compose_cfg(overrides: list[str]) -> DictConfig:
-    """The composed config, as run.py would see it (``hydra:`` interpolations resolvable)."""
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+def trains(cfg: DictConfig) -> bool:
+    """Whether an experiment is a Lightning run (it selects a trainer)."""
+    return cfg.get("trainer") is not None
+
+
+def count_task(cfg: DictConfig) -> float:
+    """A task that trains nothing: it writes one metric and returns it."""
+    update_metrics_json(cfg.paths.output_dir, {"bench/count": 3.0})
+    return 3.0
 
 
 def test_experiments_exist() -> None:
@@ -38,27 +40,31 @@ def test_experiments_exist() -> None:
 def test_experiment_composes(name: str, tmp_path: Path) -> None:
     cfg = compose_cfg([f"experiment={name}", f"paths.output_dir={tmp_path}"])
     assert cfg.task_name != "train", f"experiment {name} should set its own task_name"
-    for group in ("datamodule", "model", "trainer", "task"):
+    groups = ("datamodule", "model", "trainer", "task") if trains(cfg) else ("task",)
+    for group in groups:
         assert "_target_" in cfg[group], f"{name}: {group} has no _target_"
     OmegaConf.to_container(cfg, resolve=True)
 
 
-def smoke_overrides(name: str) -> list[str]:
-    """Experiments that offer a CPU-sized ``scale`` smoke-test it (the paper nets take
-    minutes per step on one core); every other key stays as the experiment has it."""
-    text = (CONF / "experiment" / f"{name}.yaml").read_text()
-    uses_scale = "relu_budget/pipeline" in text
-    return ["scale=cpu"] if uses_scale else []
+def smoke_overrides(name: str, cfg: DictConfig) -> list[str]:
+    """The experiment's smallest setting: its own ``smoke_overrides`` list; ``scale=cpu``
+    for those built on relu_budget/pipeline (the paper nets take minutes per step on one
+    core); one fast_dev_run step on the CPU for those that train with Lightning."""
+    overrides = list(cfg.get("smoke_overrides") or [])
+    if "relu_budget/pipeline" in (CONF / "experiment" / f"{name}.yaml").read_text():
+        overrides.append("scale=cpu")
+    if trains(cfg):
+        overrides += ["trainer=cpu", "+trainer.fast_dev_run=true"]
+    return overrides
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_experiment_fast_dev_run(name: str, tmp_path: Path, cache_dir: Path) -> None:
+def test_experiment_smoke_run(name: str, tmp_path: Path, cache_dir: Path) -> None:
+    chosen = compose_cfg([f"experiment={name}", f"paths.output_dir={tmp_path}"])
     cfg = compose_cfg(
         [
             f"experiment={name}",
-            *smoke_overrides(name),
-            "trainer=cpu",
-            "+trainer.fast_dev_run=true",
+            *smoke_overrides(name, chosen),
             "logger=csv",
             f"paths.output_dir={tmp_path}",
             f"paths.cache_dir={cache_dir}",
@@ -72,6 +78,39 @@ def test_experiment_fast_dev_run(name: str, tmp_path: Path, cache_dir: Path) -> 
             raise
         pytest.skip(f"data for {name} is absent: {cause}")
     assert (tmp_path / "metrics.json").is_file()
+
+
+def test_smoke_overrides_follow_the_experiment() -> None:
+    lightning = compose_cfg(["experiment=sage_cora"])
+    assert smoke_overrides("sage_cora", lightning) == ["trainer=cpu", "+trainer.fast_dev_run=true"]
+    bench = compose_cfg([*WITHOUT_LIGHTNING, "smoke_overrides=['seed=1']"])
+    assert smoke_overrides("sage_cora", bench) == ["seed=1"]
+    budget = compose_cfg(["experiment=autorep_cifar10"])
+    assert smoke_overrides("autorep_cifar10", budget)[0] == "scale=cpu"
+
+
+@pytest.mark.parametrize("logger", LOGGERS)
+def test_task_without_lightning_groups_runs(logger: str, tmp_path: Path) -> None:
+    """A task that trains nothing composes and runs with every logger config, and without
+    a datamodule, model, trainer or callbacks."""
+    cfg = compose_cfg(
+        [
+            *WITHOUT_LIGHTNING,
+            f"logger={logger}",
+            f"task._target_={__name__}.count_task",
+            f"paths.output_dir={tmp_path}",
+        ]
+    )
+    assert not {"datamodule", "model", "trainer", "callbacks"} & set(cfg)
+    OmegaConf.to_container(cfg, resolve=True)
+    assert run_task(cfg) == 3.0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"bench/count": 3.0}
+
+
+def test_task_without_lightning_groups_checks_the_seed(tmp_path: Path) -> None:
+    cfg = compose_cfg([*WITHOUT_LIGHTNING, f"paths.output_dir={tmp_path}", "seed=-1"])
+    with pytest.raises(ValueError, match="seed=-1"):
+        run_task(cfg)
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "debug").glob("*.yaml")))
@@ -113,6 +152,17 @@ def test_slurm_launcher_follows_trainer() -> None:
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 8, 8)
+
+
+def test_slurm_launcher_without_a_trainer() -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=submitit_slurm", *WITHOUT_LIGHTNING],
+            return_hydra_config=True,
+        )
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (1, 1, 1)
 
 
 @pytest.mark.parametrize("launcher", ["submitit_local", "joblib"])

@@ -1,4 +1,5 @@
-"""run.py end to end on real Cora: training, resume, multirun, Optuna, DDP on CPU, loggers, report.
+"""run.py end to end on real Cora: training, resume, multirun, Optuna, DDP on CPU, loggers,
+publishing, report, and a task that trains nothing (the SpMM benchmark).
 
 Each test starts ``python run.py`` in a subprocess, exactly as a user would.
 """
@@ -16,7 +17,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import ROOT, assert_ok, require_data, run_cli, run_folder
+from conftest import (
+    ROOT,
+    assert_ok,
+    compose_cfg,
+    read_wandb_run,
+    require_data,
+    run_cli,
+    run_folder,
+)
 
 CORA = "Planetoid/Cora/raw/ind.cora.graph"
 SHORT = ["experiment=sage_cora", "trainer=cpu", "trainer.max_epochs=3"]
@@ -195,6 +204,37 @@ def test_loggers_write_files(cora: Path, tmp_path: Path, cache_dir: Path) -> Non
     offline = list((run / "wandb").glob("offline-run-*"))
     assert offline and list(offline[0].glob("*.wandb")), "no offline W&B run written"
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+    # metrics.json joins the curves in the run Lightning's logger opened
+    seen = read_wandb_run(run)
+    assert seen["summary"]["test/acc"] == read_metrics(run)["test/acc"]
+    assert "train/loss" in seen["summary"]
+
+
+def test_benchmark_runs_without_lightning_groups(
+    cora: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    smallest = list(compose_cfg(["experiment=spmm_bench_cora"]).smoke_overrides)
+    proc = run_cli(
+        ["experiment=spmm_bench_cora", *smallest, "logger=wandb"],
+        tmp_path,
+        cache_dir,
+        env={"WANDB_MODE": "offline"},
+    )
+    assert_ok(proc)
+    run = run_folder(proc)
+    assert run.parent.parent.name == "spmm_bench_cora"
+    metrics = read_metrics(run)
+    assert metrics and all(key.startswith("bench/") for key in metrics)
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    assert not {"datamodule", "model", "trainer", "callbacks"} & set(config)
+    # its plot reaches the W&B run that run_task opened for it
+    plots = [p for p in run.rglob("*.png") if "wandb" not in p.parts]
+    seen = read_wandb_run(run)
+    assert plots and all(
+        seen["summary"][f"images/{p.relative_to(run).with_suffix('').as_posix()}"]["_type"]
+        == "image-file"
+        for p in plots
+    )
 
 
 def test_missing_data_names_the_folder(tmp_path: Path, cache_dir: Path) -> None:

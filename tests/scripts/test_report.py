@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import read_wandb_run
 
 from scripts.report import (
     ReportError,
@@ -294,3 +295,12 @@ def test_seed_sweep_gets_mean_and_spread_per_setting(tmp_path: Path, capsys) -> 
 
 def test_no_seed_summary_without_a_seed_sweep(multirun: Path) -> None:
     assert summarize_seeds(collect_jobs(multirun), "val/acc_best") is None
+
+
+def test_wandb_flag_publishes_the_sweep_tables_and_plots(multirun: Path, capsys) -> None:
+    assert main([str(multirun), "--wandb"]) == 0
+    assert "published to W&B:" in capsys.readouterr().out
+    seen = read_wandb_run(multirun)
+    assert seen["summary"]["images/plots/metric_vs_model_optimizer_lr"]["_type"] == "image-file"
+    assert seen["summary"]["tables/plots/jobs"]["_type"] == "table-file"
+    assert seen["config"]["optimized_metric"] == "val/acc_best"
