@@ -8,7 +8,7 @@ residual sum). At a site, node v either applies its polynomial
 or passes x through (kept[v] = False, y = x). LinGCN keeps the same NUMBER of
 nonlinearities (0, 1 or 2) for every node of a block but lets each node choose the site;
 with one ciphertext per node every ciphertext then spends the same number of levels per
-block, so they stay level-aligned when the adjacency mixes nodes (METHODS.md §4).
+block, so they stay level-aligned when the adjacency mixes nodes (LinGCN, arXiv:2309.14331).
 The CryptoGCN-style baseline keeps every site as x² (``baseline_spec``).
 """
 

@@ -19,18 +19,19 @@ class EffmlModule(pl.LightningModule):
     epochs so far, the first (warm-up) epoch excluded once there are others.
 
     Args:
-        optimizer: a partial optimizer (``_partial_: true``) called with the parameters.
+        optimizer: a partial optimizer (``_partial_: true``) called with the parameters; None
+            for a module rebuilt for inference only (``checkpoints.load_module``).
         scheduler: a partial LR scheduler or None; stepped per epoch, monitoring ``monitor``.
     """
 
     def __init__(
         self,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
         scheduler: Callable[..., object] | None = None,
         monitor: str = "val/loss",
     ) -> None:
         super().__init__()
-        if not callable(optimizer):
+        if optimizer is not None and not callable(optimizer):
             raise TypeError(
                 f"model.optimizer={optimizer!r}: expected a partial optimizer config "
                 "(_target_: torch.optim.Adam, _partial_: true)"
@@ -47,6 +48,11 @@ class EffmlModule(pl.LightningModule):
         return [p for p in self.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> dict:
+        if self.optimizer_factory is None:
+            raise ValueError(
+                f"{type(self).__name__} was built without an optimizer (for inference): "
+                "give optimizer=<partial optimizer> to train it"
+            )
         optimizer = self.optimizer_factory(params=self.optimizer_params())
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}

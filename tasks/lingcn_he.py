@@ -13,34 +13,28 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+from he import HeStgcnInference, SiteSpec, StgcnCircuit, baseline_spec
+from lightning_modules.checkpoints import load_weights
+from lightning_modules.lingcn.module import LinGCNModule, site_coefficients
 
-from he import HeStgcnInference, SiteSpec, StgcnCircuit, baseline_spec  # noqa: E402
-from lightning_modules.lingcn.module import LinGCNModule, site_coefficients  # noqa: E402
-from tasks.pipeline import stage_config  # noqa: E402
-from tasks.train import build_model  # noqa: E402
+if TYPE_CHECKING:
+    from tasks.pipeline import StageContext
 
 log = logging.getLogger(__name__)
 
 
-def load_stage_model(
-    cfg: DictConfig, name: str, done: dict, datamodule: pl.LightningDataModule, run_dir: Path
-) -> LinGCNModule:
-    """The best checkpoint of training stage ``name``, rebuilt from its stage config."""
-    spec = cfg.pipeline[name]
-    inputs = {arg: done[stage]["best_ckpt"] for arg, stage in (spec.get("inputs") or {}).items()}
-    model = build_model(stage_config(cfg, name, run_dir / name, inputs), datamodule)
-    state = torch.load(done[name]["best_ckpt"], map_location="cpu", weights_only=False)
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
+def load_stage_model(ctx: StageContext, name: str) -> LinGCNModule:
+    """Training stage ``name``'s network as that stage built it, with its best weights."""
+    return load_weights(ctx.build_model(name), ctx.done[name]["best_ckpt"])
 
 
 def activation_spec(model: LinGCNModule) -> list[tuple[SiteSpec, SiteSpec]]:
@@ -93,13 +87,13 @@ def encrypt_and_compare(
     return metrics, report
 
 
-def encrypted_inference_stage(
-    cfg: DictConfig, spec: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path, done: dict
-) -> dict[str, float]:
+def encrypted_inference_stage(ctx: StageContext) -> dict[str, float]:
     """The ``he`` stage of ``experiment=lingcn_ntu``: LinGCN and baseline circuits under CKKS."""
-    datamodule.setup("test")
-    x, y = test_clips(datamodule, int(spec.num_samples))
-    poly = load_stage_model(cfg, spec.inputs.poly_ckpt, done, datamodule, run_dir)
+    spec, done = ctx.spec, ctx.done
+    ctx.datamodule.setup("test")
+    x, y = test_clips(ctx.datamodule, int(spec.num_samples))
+    poly_stage = spec.inputs.poly_ckpt
+    poly = load_stage_model(ctx, poly_stage)
     bits = (int(spec.scale_bits), int(spec.edge_bits))
     metrics, report = encrypt_and_compare(poly, activation_spec(poly), x, y, *bits, "he")
     base_report = None
@@ -107,7 +101,7 @@ def encrypted_inference_stage(
         count = int(spec.get("baseline_samples") or len(x))
         x, y = x[:count], y[:count]
         if "cryptogcn" in done:
-            base = load_stage_model(cfg, "cryptogcn", done, datamodule, run_dir)
+            base = load_stage_model(ctx, "cryptogcn")
             base_spec = activation_spec(base)
         else:
             log.info(
@@ -120,15 +114,14 @@ def encrypted_inference_stage(
         metrics["he/speedup_vs_baseline"] = (
             base_report["latency_s_per_sample"] / report["latency_s_per_sample"]
         )
-    stage_dir = run_dir / "he"
-    (stage_dir / "he_report.json").write_text(
+    (ctx.stage_dir / "he_report.json").write_text(
         json.dumps({"lingcn": report, "baseline": base_report}, indent=2, default=float) + "\n"
     )
-    plot_gate_map(poly.gates().detach().cpu().numpy(), stage_dir / "gate_map.png")
+    plot_gate_map(poly.gates().detach().cpu().numpy(), ctx.stage_dir / "gate_map.png")
     points = {
         "LinGCN": (
             metrics["he/latency_s_per_sample"],
-            done["poly"]["metrics"].get("poly/test_acc", metrics["he/plain_acc"]),
+            done[poly_stage]["metrics"].get(f"{poly_stage}/test_acc", metrics["he/plain_acc"]),
         )
     }
     if base_report is not None and "cryptogcn" in done:
@@ -136,14 +129,21 @@ def encrypted_inference_stage(
             metrics["he_baseline/latency_s_per_sample"],
             done["cryptogcn"]["metrics"]["cryptogcn/test_acc"],
         )
-    plot_frontier(points, stage_dir / "accuracy_latency.png")
+    plot_frontier(points, ctx.stage_dir / "accuracy_latency.png")
     return metrics
+
+
+def _figure(width: float, height: float) -> tuple[Figure, Axes]:
+    """A figure drawn off-screen (Agg) and its one axes."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
 
 
 def plot_gate_map(gates: np.ndarray, path: Path) -> None:
     """Which node keeps which nonlinearity: rows (block, site), columns the 25 joints."""
     blocks, sites, nodes = gates.shape
-    fig, ax = plt.subplots(figsize=(8, 0.5 * blocks * sites + 1.2))
+    fig, ax = _figure(8, 0.5 * blocks * sites + 1.2)
     ax.imshow(gates.reshape(blocks * sites, nodes), cmap="Greys", vmin=0, vmax=1, aspect="auto")
     ax.set_yticks(
         range(blocks * sites),
@@ -155,12 +155,11 @@ def plot_gate_map(gates: np.ndarray, path: Path) -> None:
     ax.set_title(f"kept nonlinearities (black) per block: {kept} of {sites * nodes}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def plot_frontier(points: dict[str, tuple[float, float]], path: Path) -> None:
     """Test accuracy against encrypted latency per sample, one point per circuit."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(6, 4)
     for name, (latency, acc) in points.items():
         ax.scatter(latency, acc, s=60, label=name)
         ax.annotate(
@@ -178,4 +177,3 @@ def plot_frontier(points: dict[str, tuple[float, float]], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

@@ -6,28 +6,21 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pytorch_lightning as pl
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from omegaconf import DictConfig
 
+from lightning_modules.checkpoints import load_module
 from lightning_modules.relu_budget.module import ReluBudgetModule
 from lightning_modules.relu_budget.sites import AutoRepSite, export_mask, relu_count, sites
 from tasks.pi_cost import GcCostModel
 
+if TYPE_CHECKING:
+    from tasks.pipeline import StageContext
+
 log = logging.getLogger(__name__)
-
-
-def load_final(ckpt: str) -> ReluBudgetModule:
-    """A trained stage's module on the CPU, without its teacher."""
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    hparams = {**saved["hyper_parameters"], "teacher_ckpt": None, "init_ckpt": None}
-    model = ReluBudgetModule(optimizer=torch.optim.SGD, **hparams)
-    state = {k: v for k, v in saved["state_dict"].items() if not k.startswith("teacher.")}
-    model.load_state_dict(state)
-    return model.eval()
 
 
 def site_table(model: ReluBudgetModule) -> list[dict]:
@@ -68,21 +61,23 @@ def plot_sites(rows: list[dict], path: Path, title: str) -> Path:
     return path
 
 
-def private_inference_stage(
-    cfg: DictConfig, spec: DictConfig, datamodule: pl.LightningDataModule, run_dir: Path, done: dict
-) -> dict[str, float]:
+def private_inference_stage(ctx: StageContext) -> dict[str, float]:
     """Count, export and cost the network of stage ``spec.inputs.model``."""
+    spec, done = ctx.spec, ctx.done
     source = spec.inputs.model
     if source not in done or "best_ckpt" not in done[source]:
         raise ValueError(f"the pi stage needs the finished training stage {source!r}")
-    model = load_final(done[source]["best_ckpt"])
+    # on the CPU, without its teacher: the network alone is counted and exported
+    model = load_module(
+        ReluBudgetModule, done[source]["best_ckpt"], teacher_ckpt=None, init_ckpt=None
+    )
     kept, total = relu_count(model.net)
     polys = sum(int((s.mask == 0).sum()) for s in sites(model.net) if isinstance(s, AutoRepSite))
     layers = sum(1 for _ in sites(model.net))
     cost_model = GcCostModel(**dict(spec.get("cost", {}) or {}))
     cost = cost_model.estimate(kept, polys, layers)
     full = cost_model.estimate(total, 0, layers)
-    out = run_dir / "pi"
+    out = ctx.stage_dir
     out.mkdir(parents=True, exist_ok=True)
     torch.save(export_mask(model.net), out / "relu_mask.pt")
     rows = site_table(model)

@@ -1,5 +1,6 @@
-"""LinGCN (Peng et al., NeurIPS 2023): ST-GCN with structural linearization and node-wise
-polynomial activations, trained in stages with distillation from the ReLU baseline.
+"""LinGCN (Peng et al., NeurIPS 2023, arXiv:2309.14331): ST-GCN with structural
+linearization and node-wise polynomial activations, trained in stages with distillation from
+the ReLU baseline.
 
 Stages (``stage=``):
 - ``baseline``: the ReLU ST-GCN, cross-entropy.
@@ -31,10 +32,11 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
-from lightning_modules.base import EffmlModule
+from lightning_modules.checkpoints import load_net_state, load_state
+from lightning_modules.classification import ClassificationModule
+from lightning_modules.distill import at_loss, kd_loss
 from lightning_modules.lingcn.stgcn import STGCN
 from ops.polyact import PolyAct, paired_gates, poly_act
 
@@ -134,33 +136,10 @@ def init_square_offsets(net: STGCN, offset: float) -> None:
     cancel(net.head)
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton distillation: KL(softmax(t/T) ‖ softmax(s/T))·T²."""
-    return (
-        F.kl_div(
-            F.log_softmax(student / temperature, dim=1),
-            F.softmax(teacher / temperature, dim=1),
-            reduction="batchmean",
-        )
-        * temperature**2
-    )
-
-
-def attention_map(x: torch.Tensor) -> torch.Tensor:
-    """L2-normalised channel mean of x² (Zagoruyko & Komodakis): (N, C, T, V) → (N, T·V)."""
-    return F.normalize(x.pow(2).mean(dim=1).flatten(1), dim=1)
-
-
-def at_loss(student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
-    """Σ over blocks of mean((AT_s − AT_t)²)."""
-    return sum(
-        (attention_map(s) - attention_map(t)).pow(2).mean()
-        for s, t in zip(student, teacher, strict=True)
-    )
-
-
-class LinGCNModule(EffmlModule):
-    """One LinGCN stage over skeleton clips; logs ``{train,val,test}/acc`` and stage metrics.
+class LinGCNModule(ClassificationModule):
+    """One LinGCN stage over skeleton clips; logs ``{train,val,test}/{loss,acc}``,
+    ``val/acc_best``, ``{val,test}/gates_kept`` and the distillation terms ``train/{ce,kd,at}``
+    (``train/gate_density`` in ``linearize``).
 
     Args:
         stage: one of ``STAGES``.
@@ -201,7 +180,7 @@ class LinGCNModule(EffmlModule):
         cryptogcn_act: str = "square",
         square_offset: float | None = 8.0,
     ) -> None:
-        super().__init__(optimizer, scheduler, monitor="val/acc")
+        super().__init__(optimizer, scheduler, num_classes)
         if stage not in STAGES:
             raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
         if stage != "baseline" and not teacher_ckpt:
@@ -233,21 +212,17 @@ class LinGCNModule(EffmlModule):
         if stage == "linearize":
             low, high = gate_init
             self.aux = nn.Parameter(torch.empty(num_blocks, 2, num_nodes).uniform_(low, high))
-        self.teacher: STGCN | None = None
         if teacher_ckpt:
+            teacher_state = load_net_state(teacher_ckpt)
             self.teacher = STGCN(**net_kwargs)
-            self.teacher.load_state_dict(_net_state(teacher_ckpt))
+            self.teacher.load_state_dict(teacher_state)
             self.teacher.requires_grad_(False).eval()
             if stage in ("linearize", "cryptogcn"):
-                self.net.load_state_dict(_net_state(teacher_ckpt), strict=False)
+                self.net.load_state_dict(teacher_state, strict=False)
             if self.squares and square_offset is not None:
                 init_square_offsets(self.net, square_offset)
         if stage == "poly":
             self._init_from_linearized(init_ckpt)
-        metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
-        self.train_acc, self.val_acc, self.test_acc = metric, metric.clone(), metric.clone()
-        self.val_best = torchmetrics.MaxMetric()
-        self.val_best.persistent(True)
 
     def _site_factory(self, stage: str, num_nodes: int) -> Callable[[int, int, int], nn.Module]:
         if stage == "baseline":
@@ -260,7 +235,12 @@ class LinGCNModule(EffmlModule):
 
     def _init_from_linearized(self, init_ckpt: str) -> None:
         """Student weights and frozen 0/1 gates from the linearize stage."""
-        state = torch.load(init_ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_state(init_ckpt)
+        if "aux" not in state:
+            raise ValueError(
+                f"init_ckpt={init_ckpt!r} has no gates ('aux'): give the linearize stage's "
+                "checkpoint"
+            )
         net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
         self.net.load_state_dict(net_state, strict=False)
         gates = paired_gates(state["aux"]).detach()  # (blocks, 2, V)
@@ -287,7 +267,8 @@ class LinGCNModule(EffmlModule):
             self.gate_state.gates = paired_gates(self.aux)
         return self.net(x, return_features=return_features)
 
-    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CE (baseline); else (1 − η)·CE + η·KD_T + (φ/2)·Σ AT (+ μ·density in linearize)."""
         if self.teacher is None:
             logits = self(x)
             return F.cross_entropy(logits, y), logits
@@ -309,57 +290,11 @@ class LinGCNModule(EffmlModule):
             self.log("train/gate_density", density, on_step=False, on_epoch=True)
         return loss, logits
 
-    def train(self, mode: bool = True) -> LinGCNModule:
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()  # the teacher keeps its batch-norm statistics
-        return self
+    def validation_epoch_metrics(self, val_acc: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"val/gates_kept": self.gates().sum()}
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        x, y = batch  # (B, C, T, V, M), (B,)
-        loss, logits = self._loss(x, y)
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
-
-    def _eval_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: torchmetrics.Metric
-    ) -> None:
-        x, y = batch
-        logits = self(x)
-        self.log(
-            f"{stage}/loss",
-            F.cross_entropy(logits, y),
-            on_step=False,
-            on_epoch=True,
-            sync_dist=True,
-        )
-        metric(logits, y)
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
-
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self.val_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_best.compute(), sync_dist=True)
-        gates = self.gates()
-        self.log("val/gates_kept", gates.sum(), sync_dist=True)
-
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
-
-    def on_test_epoch_end(self) -> None:
-        self.log("gates_kept", self.gates().sum())
-
-
-def _net_state(ckpt_path: str) -> dict[str, torch.Tensor]:
-    """The ``net.*`` weights of a LinGCN checkpoint, without the prefix."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-    return {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    def test_epoch_metrics(self) -> dict[str, torch.Tensor]:
+        return {"test/gates_kept": self.gates().sum()}
 
 
 def site_coefficients(site: nn.Module, num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,7 @@
-"""ST-GCN (Yan et al., AAAI 2018) on the NTU RGB+D skeleton, as LinGCN (NeurIPS 2023) trains it.
+"""ST-GCN (Yan et al., AAAI 2018, arXiv:1801.07455) on the NTU RGB+D skeleton, as LinGCN
+(arXiv:2309.14331) trains it.
 
-Block (METHODS.md §4): 1×1 conv to C_out·K → Σ_k X_k (A_k ∘ M_k) → BN → act#1 → temporal
+Block: 1×1 conv to C_out·K → Σ_k X_k (A_k ∘ M_k) → BN → act#1 → temporal
 conv 9×1 (stride) → BN → dropout → + residual → act#2. Head: global average pool, mean over
 persons, 1×1 conv to the classes. Each block's two activation sites are modules built by a
 factory, so LinGCN can gate or replace them per node.

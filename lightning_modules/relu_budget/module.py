@@ -3,39 +3,41 @@
 ``method`` picks what every activation site of the net becomes:
 
 - ``relu``: the baseline (teacher); cross-entropy.
-- ``autorep`` (Peng et al., ICCV 2023): masked sites with hysteresis and a channel-wise
-  polynomial (``AutoRepSite``); loss ``CE + KD_T + λ·max(0, density − budget/total)`` with
-  density = kept / total over all sites (straight-through to the masks' aux).
-- ``snl`` (Cho et al., ICML 2022): continuous α, loss ``CE + KD_T + λ·‖α‖₁``; each epoch (or
-  ``snl_check_every`` steps) the count of α > ``snl_threshold`` is taken; when it has not
-  dropped below its lowest (after ``snl_patience`` checks) λ grows ×1.1; training stops once
-  the count is within the budget.
+- ``autorep`` (Peng et al., ICCV 2023, arXiv:2308.10134): masked sites with hysteresis and a
+  channel-wise polynomial (``AutoRepSite``); loss ``CE + KD_T + λ·max(0, density −
+  budget/total)`` with density = kept / total over all sites (straight-through to the masks'
+  aux).
+- ``snl`` (Cho et al., ICML 2022, arXiv:2202.02340): continuous α, loss
+  ``CE + KD_T + λ·‖α‖₁``; each epoch (or ``snl_check_every`` steps) the count of
+  α > ``snl_threshold`` is taken; when it has not dropped below its lowest (after
+  ``snl_patience`` checks) λ grows ×1.1; training stops once the count is within the budget.
 - ``snl_finetune``: α binarised at ``snl_threshold`` (from ``init_ckpt``) and frozen; the
   weights are fine-tuned with KD.
 
 The student starts from ``init_ckpt`` (the teacher or the previous stage); the teacher
-(``teacher_ckpt``) is frozen. Logged: ``{train,val,test}/acc``, ``relu/kept``,
-``relu/density``; ``val/acc_in_budget`` is the validation accuracy when the count is within
-``budget_tolerance`` of the budget and 0 otherwise, so that checkpointing on it keeps the
-best network that meets the budget (AutoReP's rule).
+(``teacher_ckpt``) is frozen. Logged: ``{train,val,test}/{loss,acc}``, ``val/acc_best``, the
+kept ReLUs ``{train,val,test}/relu_kept`` and ``train/relu_kept_fraction`` (kept / total at the
+end of each training epoch); ``val/acc_in_budget`` is the validation accuracy when the count
+is within ``budget_tolerance`` of the budget and 0 otherwise, so that checkpointing on it keeps
+the best network that meets the budget (AutoReP's rule).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 from torch import nn
 
-from lightning_modules.base import EffmlModule
-from lightning_modules.lingcn.module import kd_loss
+from lightning_modules.checkpoints import load_net_state
+from lightning_modules.classification import ClassificationModule
+from lightning_modules.distill import kd_loss
 from lightning_modules.relu_budget.resnet_cifar import build_net
 from lightning_modules.relu_budget.sites import AutoRepSite, ReluSite, SnlSite, relu_count, sites
 
 METHODS = ("relu", "autorep", "snl", "snl_finetune")
 
 
-class ReluBudgetModule(EffmlModule):
+class ReluBudgetModule(ClassificationModule):
     """Image classifier whose ReLU count is trained down to ``budget``.
 
     Args:
@@ -45,7 +47,7 @@ class ReluBudgetModule(EffmlModule):
         budget: kept ReLUs wanted (per image); ignored by ``relu``.
         lam: λ, the budget penalty (AutoReP) or the initial L1 weight (SNL).
         temperature: KD temperature (4); ``kd_weight`` scales the KD term.
-        threshold, scale, dapa_*: the AutoReP site (``relu_sites.AutoRepSite``).
+        threshold, scale, dapa_*: the AutoReP site (``sites.AutoRepSite``).
         snl_threshold: α above it counts as a ReLU (1e-2); ``snl_growth``: λ factor (1.1).
         snl_min_drop: a check whose count fell by less than this fraction of the lowest so far
             counts as stalled (0: SNL's rule, any drop is progress; short runs raise it).
@@ -88,7 +90,7 @@ class ReluBudgetModule(EffmlModule):
         init_ckpt: str | None = None,
         backend: str | None = None,
     ) -> None:
-        super().__init__(optimizer, scheduler, monitor="val/acc")
+        super().__init__(optimizer, scheduler, num_classes)
         if method not in METHODS:
             raise ValueError(f"method={method!r}: choose one of {METHODS}")
         if method != "relu" and budget < 1:
@@ -110,17 +112,15 @@ class ReluBudgetModule(EffmlModule):
         if method == "snl_finetune":
             for site in sites(self.net):
                 site.binarize(snl_threshold)
-        self.teacher: nn.Module | None = None
         if teacher_ckpt:
             self.teacher = build_net(arch, width=width, **shape_kwargs)
-            self.teacher.load_state_dict(_net_state(teacher_ckpt, sites_of=self.teacher))
+            own = self.teacher.state_dict()  # a teacher drops a student's site state
+            state = {k: v for k, v in load_net_state(teacher_ckpt).items() if k in own}
+            self.teacher.load_state_dict(state)
             self.teacher.requires_grad_(False).eval()
         self.lam = lam
         self._lowest = total
         self._stalled = 0
-        metric = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
-        self.train_acc, self.val_acc, self.test_acc = metric, metric.clone(), metric.clone()
-        self.val_best = torchmetrics.MaxMetric()
 
     def optimizer_params(self) -> list:
         """The trainable parameters, the masks (aux / α) in their own group if aux_lr is set."""
@@ -158,7 +158,7 @@ class ReluBudgetModule(EffmlModule):
 
     def _load_student(self, path: str) -> None:
         """Weights from an earlier stage; sites' own parameters load when the kinds match."""
-        state = _net_state(path)
+        state = load_net_state(path)
         own = self.net.state_dict()
         matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         self.net.load_state_dict(matched, strict=False)
@@ -192,15 +192,9 @@ class ReluBudgetModule(EffmlModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def train(self, mode: bool = True) -> ReluBudgetModule:
-        super().train(mode)
-        if self.teacher is not None:
-            self.teacher.eval()
-        return self
-
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
-        x, y = batch  # (B, C, H, W), (B,)
-        logits = self(x)
+    def training_loss(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CE, + kd_weight·KD_T with a teacher, + the method's penalty (AutoReP, SNL)."""
+        logits = self(x)  # (B, classes)
         loss = F.cross_entropy(logits, y)
         if self.teacher is not None:
             with torch.no_grad():
@@ -212,10 +206,7 @@ class ReluBudgetModule(EffmlModule):
             penalty = self._penalty()
             self.log("train/penalty", penalty, on_step=False, on_epoch=True)
             loss = loss + penalty
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss
+        return loss, logits
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)
@@ -228,8 +219,8 @@ class ReluBudgetModule(EffmlModule):
         if self.method == "snl" and not self.hparams.snl_check_every:
             self._snl_check()
         kept = self.relu_kept()
-        self.log("relu/kept", float(kept))
-        self.log("relu/density", kept / self.total_relus)
+        self.log("train/relu_kept", float(kept))
+        self.log("train/relu_kept_fraction", kept / self.total_relus)
 
     def _snl_check(self) -> None:
         """SNL's schedule: stop within budget; grow λ when the count stalls."""
@@ -246,45 +237,18 @@ class ReluBudgetModule(EffmlModule):
             self.lam *= self.hparams.snl_growth
         self.log("train/snl_lambda", self.lam)
 
-    def _eval_step(self, batch, stage: str, metric: torchmetrics.Metric) -> None:
-        x, y = batch
-        logits = self(x)
-        self.log(f"{stage}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True)
-        metric(logits, y)
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True, prog_bar=True)
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        acc = self.val_acc.compute()
-        self.val_best(acc)
-        self.log("val/acc_best", self.val_best.compute())
+    def validation_epoch_metrics(self, val_acc: torch.Tensor) -> dict[str, torch.Tensor | float]:
         kept = self.relu_kept()
         in_budget = self.method == "relu" or kept <= self.hparams.budget * (
             1 + self.hparams.budget_tolerance
         )
-        self.log("val/relu_kept", float(kept))
-        self.log("val/acc_in_budget", acc if in_budget else torch.zeros_like(acc))
+        return {
+            "val/relu_kept": float(kept),
+            "val/acc_in_budget": val_acc if in_budget else torch.zeros_like(val_acc),
+        }
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
-
-    def on_test_epoch_end(self) -> None:
-        self.log("test/relu_kept", float(self.relu_kept()))
-
-
-def _net_state(path: str, sites_of: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """The ``net.*`` weights of a ReluBudgetModule checkpoint, prefix removed; with
-    ``sites_of``, only the keys that module has (a teacher drops a student's site state)."""
-    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    net = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    if sites_of is not None:
-        own = sites_of.state_dict()
-        net = {k: v for k, v in net.items() if k in own}
-    return net
+    def test_epoch_metrics(self) -> dict[str, float]:
+        return {"test/relu_kept": float(self.relu_kept())}
 
 
 def _is_site_key(net: nn.Module, key: str) -> bool:

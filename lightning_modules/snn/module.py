@@ -1,4 +1,5 @@
-"""Image and event-frame classification with spiking nets (reversible node vs LIF, issue 6).
+"""Image and event-frame classification with spiking nets: the reversible spiking node
+(arXiv:2308.08649) against SpikingJelly's LIF.
 
 The net (``arch``: spiking VGG or ResNet, ``lightning_modules/snn/nets.py``) runs T steps of
 the chosen node (``node``: reversible | reversible_autograd | lif) and averages the logits
@@ -11,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-import torchmetrics
 
-from lightning_modules.base import EffmlModule
+from lightning_modules.classification import ClassificationModule
 from lightning_modules.snn.nets import ARCHS, BACKENDS, SpikingResNet, SpikingVGG
 
 
-class SpikingClassifier(EffmlModule):
+class SpikingClassifier(ClassificationModule):
     """Trains a spiking VGG/ResNet on (x, y) batches; x is (B, C, H, W) or (B, T, C, H, W).
 
     Args:
@@ -31,7 +30,7 @@ class SpikingClassifier(EffmlModule):
         backend: ``ops.revsnn`` backend (None: triton on CUDA, cpu otherwise).
         lif_reset: the LIF node's reset, "hard" (to 0, SpikingJelly's default) or "soft"
             (subtract the threshold, as the reversible node does).
-        optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
+        optimizer, scheduler: partial constructors (see :class:`ClassificationModule`).
     """
 
     def __init__(
@@ -39,7 +38,7 @@ class SpikingClassifier(EffmlModule):
         in_channels: int,
         num_classes: int,
         image_size: int,
-        optimizer: Callable[..., torch.optim.Optimizer],
+        optimizer: Callable[..., torch.optim.Optimizer] | None,
         scheduler: Callable[..., object] | None = None,
         arch: str = "vgg",
         node: str = "reversible",
@@ -54,7 +53,7 @@ class SpikingClassifier(EffmlModule):
         backend: str | None = None,
         lif_reset: str = "hard",
     ) -> None:
-        super().__init__(optimizer, scheduler, monitor="val/acc")
+        super().__init__(optimizer, scheduler, num_classes)
         # plain lists, not Hydra's ListConfig, so checkpoints load with weights_only=True
         channels = [c if c == "M" else int(c) for c in channels]
         widths, blocks = [int(w) for w in widths], [int(b) for b in blocks]
@@ -79,35 +78,6 @@ class SpikingClassifier(EffmlModule):
             )
         else:
             self.net = SpikingResNet(*shapes, widths, blocks, time_steps, node_kwargs)
-        self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
-        self.val_acc = self.train_acc.clone()
-        self.test_acc = self.train_acc.clone()
-        self.val_best = torchmetrics.MaxMetric()
-        self.val_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, num_classes)
-
-    def _step(self, batch: tuple, stage: str, metric: torchmetrics.Metric) -> torch.Tensor:
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        metric(logits, y)
-        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True)
-        self.log(f"{stage}/acc", metric, on_step=False, on_epoch=True)
-        return loss
-
-    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
-
-    def validation_step(self, batch: tuple, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:
-            return
-        self.val_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_best.compute(), sync_dist=True)
-
-    def test_step(self, batch: tuple, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
