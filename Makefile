@@ -11,9 +11,9 @@ setup:
 	$(PY) -m pip install --upgrade "pip>=24" -q
 	$(PY) -m pip install -e ".[all,dev]"
 
-## test: the whole suite; data-needing tests skip unless DATA_DIR points at the data
+## test: the whole suite (about 17 min on 2 cores), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
 test:
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 ## test-fast: skip the end-to-end runs
 test-fast:
