@@ -16,28 +16,25 @@ unless ``--wandb online``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from tasks.publish import WandbTarget, publish_folder
+from tasks.run_folders import folder_config, job_dirs, read_metrics, read_yaml
 
 
 def collect(sweep: Path) -> pd.DataFrame:
     """One row per finished job: μ, kept gates, accuracies, latencies, levels."""
     rows = []
-    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
-        metrics_path = job / "metrics.json"
-        if not metrics_path.is_file():
+    for job in job_dirs(sweep):
+        m = read_metrics(job)
+        if m is None:
             continue
-        m = json.loads(metrics_path.read_text())
-        cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+        cfg = read_yaml(job / ".hydra" / "config.yaml")
         rows.append(
             {
                 "job": int(job.name),
@@ -64,7 +61,7 @@ def collect(sweep: Path) -> pd.DataFrame:
 def baseline_point(run: Path) -> dict[str, float]:
     """The CryptoGCN-style baseline of one full run: its accuracy, latency and levels."""
     path = run / "metrics.json"
-    m = json.loads(path.read_text()) if path.is_file() else {}
+    m = read_metrics(run) or {}
     keys = ("cryptogcn/test_acc", "he_baseline/latency_s_per_sample", "he_baseline/levels")
     if any(k not in m for k in keys):
         raise SystemExit(
@@ -122,16 +119,6 @@ def plot(table: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def sweep_config(sweep: Path) -> dict[str, Any]:
-    """The sweep's config: ``multirun.yaml``, else its first job's; empty when none is readable."""
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    for path in [sweep / "multirun.yaml", *(job / ".hydra" / "config.yaml" for job in jobs)]:
-        config = yaml.safe_load(path.read_text()) if path.is_file() else None
-        if isinstance(config, dict):
-            return config
-    return {}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Write frontier.csv and frontier.png into the sweep folder; the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table.to_string(index=False))
     print(f"wrote {written[0]} and {written[1]}")
     if args.wandb:
-        config = sweep_config(args.sweep)
+        config = folder_config(args.sweep)
         target = WandbTarget.for_folder(config, job_type="report", offline=args.wandb != "online")
         print(f"published to W&B: {publish_folder(args.sweep, written, target, config)}")
     return 0

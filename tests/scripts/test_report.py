@@ -11,15 +11,12 @@ import pytest
 import yaml
 from conftest import read_wandb_run
 
-from scripts.report import (
+from scripts.report import choose_metric, group_families, is_log_spaced, main
+from tasks.run_folders import (
     ReportError,
-    choose_metric,
     collect_jobs,
     detect_layout,
-    group_families,
-    is_log_spaced,
     load_curves,
-    main,
     parse_overrides,
     parse_value,
     summarize_seeds,
