@@ -65,7 +65,7 @@ class Aggregation(nn.Module):
             if root:
                 return maxk_aggregate(graph.csr, h, self.k, self.backend, return_dense=True)
             return maxk_aggregate(graph.csr, h, self.k, self.backend), None
-        values, indices = maxk(h, self.k)  # CBSR (N, k) each
+        values, indices = maxk(h, self.k, self.backend)  # CBSR (N, k) each
         values = F.dropout(values, self.p, training=True)
         y = spgemm(graph.csr, values, indices, h.shape[1], self.backend)
         return y, cbsr_to_dense(values, indices, h.shape[1]) if root else None
