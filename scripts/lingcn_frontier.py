@@ -23,7 +23,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tasks.publish import WandbTarget, publish_folder
+from tasks.publish import WandbTarget, add_wandb_flag, publish_folder
 from tasks.run_folders import folder_config, job_dirs, read_metrics, read_yaml
 
 
@@ -129,14 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a full run whose baseline circuit fills jobs that skipped it",
     )
-    parser.add_argument(
-        "--wandb",
-        nargs="?",
-        const="offline",
-        choices=("offline", "online"),
-        default=None,
-        help="also publish the table and the plot into a W&B run in SWEEP (default: offline)",
-    )
+    add_wandb_flag(parser, "the table and the plot into a W&B run in SWEEP")
     args = parser.parse_args(argv)
     if not args.sweep.is_dir():
         print(f"{args.sweep}: not a folder", file=sys.stderr)

@@ -34,7 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tasks.publish import WandbTarget, publish_folder
+from tasks.publish import WandbTarget, add_wandb_flag, publish_folder
 from tasks.run_folders import (
     JobTable,
     ReportError,
@@ -309,14 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="output folder (default: RUN_DIR/plots)"
     )
     parser.add_argument("--metric", default=None, help="metric to plot (default: optimized_metric)")
-    parser.add_argument(
-        "--wandb",
-        nargs="?",
-        const="offline",
-        choices=("offline", "online"),
-        default=None,
-        help="also publish the tables and plots into a W&B run in RUN_DIR (default: offline)",
-    )
+    add_wandb_flag(parser, "the tables and plots into a W&B run in RUN_DIR")
     return parser
 
 

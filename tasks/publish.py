@@ -11,6 +11,7 @@ in the multirun folder (``--wandb``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -185,3 +186,15 @@ def publish_folder(
         return publish_to_wandb(folder, files, target, config)
     finally:
         wandb.finish()
+
+
+def add_wandb_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """The ``--wandb [offline|online]`` flag of the scripts that publish ``what`` to W&B."""
+    parser.add_argument(
+        "--wandb",
+        nargs="?",
+        const="offline",
+        choices=("offline", "online"),
+        default=None,
+        help=f"also publish {what} (default: offline)",
+    )
