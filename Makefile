@@ -11,7 +11,7 @@ setup:
 	$(PY) -m pip install --upgrade "pip>=24" -q
 	$(PY) -m pip install -e ".[all,dev]"
 
-## test: the whole suite (about 17 min on 2 cores), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
+## test: the whole suite (about 12 min on 2 cores), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
 test:
 	$(PY) -m pytest -q --durations=15
 
