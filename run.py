@@ -22,4 +22,9 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from tasks.boundary import install_cli_report
+    from tasks.quiet import silence_known_warnings
+
+    silence_known_warnings()
+    install_cli_report()
     main()

@@ -32,19 +32,33 @@ def run_task(cfg: DictConfig) -> float | None:
     Returns:
         The task's return value: what sweepers optimise (``cfg.optimized_metric``).
     """
-    try:
-        validate_run_config(cfg)
-        task = hydra.utils.instantiate(cfg.task)
-        value = task(cfg)
-        if is_global_zero():
-            from tasks.publish import publish_run
+    from tasks.boundary import run_guarded
+    from tasks.quiet import silence_known_warnings
+    from tasks.validation import resolve_target, validate_config
 
-            publish_run(cfg)
-        return value
-    finally:
-        close_wandb()
-        if is_global_zero():
-            print_run_folder(cfg.paths.output_dir)
+    silence_known_warnings()  # again here: launchers may run the job in another process
+
+    def run() -> float | None:
+        try:
+            validate_config(cfg)
+            task = hydra.utils.instantiate(cfg.task)
+            value = task(cfg)
+            if is_global_zero():
+                from tasks.publish import publish_run
+
+                publish_run(cfg)
+            return value
+        finally:
+            close_wandb()
+            if is_global_zero():
+                print_run_folder(cfg.paths.output_dir)
+
+    def resume() -> list[str] | None:
+        target = resolve_target(cfg.task._target_, "task._target_")
+        overrides = getattr(target, "resume_overrides", None)
+        return overrides(cfg) if overrides is not None else None
+
+    return run_guarded(cfg, run, resume)
 
 
 def is_global_zero() -> bool:
@@ -68,13 +82,6 @@ def close_wandb() -> None:
         return
     if wandb.run is not None:
         wandb.finish()
-
-
-def validate_run_config(cfg: DictConfig) -> None:
-    """Fail before any data is read when a top-level key every task has is out of range."""
-    seed = cfg.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed={seed!r}: must be a non-negative integer or null (seed=0)")
 
 
 def to_float_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:

@@ -9,13 +9,8 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from tasks.core import optimized_value, update_metrics_json
-from tasks.lightning import (
-    build_model,
-    build_trainer,
-    fit_and_test,
-    resolve_ckpt_path,
-    validate_lightning_config,
-)
+from tasks.lightning import build_model, build_trainer, fit_and_test, resolve_ckpt_path
+from tasks.validation import validate_lightning_config
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +22,6 @@ def train(cfg: DictConfig) -> float | None:
     restores weights, optimizer state and the epoch counter, then training continues to
     ``trainer.max_epochs``.
     """
-    validate_lightning_config(cfg)
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
     log.info("Instantiating datamodule <%s>", cfg.datamodule._target_)
@@ -38,3 +32,17 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         log.info("Wrote %s", update_metrics_json(cfg.paths.output_dir, metrics))
     return optimized_value(metrics, cfg.get("optimized_metric"))
+
+
+def check_train(cfg: DictConfig, spec: DictConfig | None = None) -> None:
+    """The training task's own checks (run before any data is read)."""
+    validate_lightning_config(cfg)
+
+
+def resume_train(cfg: DictConfig) -> list[str]:
+    """The overrides that resume this run from its ``checkpoints/last.ckpt``."""
+    return [f"ckpt_path={cfg.paths.output_dir}"]
+
+
+train.check_config = check_train
+train.resume_overrides = resume_train
