@@ -1,13 +1,57 @@
-"""What every effml LightningModule shares: optimizer construction and epoch timing."""
+"""What every effml LightningModule shares: optimizer construction, epoch timing, and the
+config checks of the optimizer, the scheduler and an op backend."""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import hydra
 import pytorch_lightning as pl
 import torch
+
+from effml.errors import ConfigError
+from ops.dispatch import BACKENDS
+
+# what a partial constructor looks like in a config, for the fix of a bad one
+PARTIAL_EXAMPLES = {
+    "optimizer": "{_target_: torch.optim.Adam, _partial_: true, lr: 0.001}",
+    "scheduler": "{_target_: torch.optim.lr_scheduler.StepLR, _partial_: true, step_size: 30}",
+}
+
+
+def check_op_backend(cfg: Mapping[str, Any], key: str = "backend") -> None:
+    """``cfg[key]`` is an op backend of ``ops.dispatch.BACKENDS`` or None (picked by device)."""
+    value = cfg.get(key)
+    if value is not None and value not in BACKENDS:
+        raise ConfigError(key, value, f"choose one of {list(BACKENDS)} or null (by device)", "cpu")
+
+
+def check_partial(cfg: Mapping[str, Any], key: str) -> None:
+    """``cfg[key]`` is None, a callable, or a partial-constructor config (``_partial_: true``)
+    whose class's own ``check_config`` (e.g. ``Lookahead``'s) accepts its values."""
+    value = cfg.get(key)
+    if value is None or callable(value):
+        return
+    fix = f"Write {key}: {PARTIAL_EXAMPLES[key]}"
+    if not isinstance(value, Mapping) or "_target_" not in value:
+        raise ConfigError(key, value, "must be a partial constructor config", fix=fix)
+    if value.get("_partial_") is not True:
+        problem = "needs _partial_: true (it is built with the parameters later)"
+        raise ConfigError(f"{key}._partial_", value.get("_partial_"), problem, True, fix)
+    try:
+        target = hydra.utils.get_object(value["_target_"])
+    except Exception as err:  # ImportError, AttributeError, hydra's wrapper of them
+        problem = f"cannot be imported ({type(err).__name__})"
+        raise ConfigError(f"{key}._target_", value["_target_"], problem, fix=fix) from None
+    check = getattr(target, "check_config", None)
+    if check is not None:
+        try:
+            check({k: v for k, v in value.items() if not k.startswith("_")})
+        except ConfigError as err:
+            raise err.with_prefix(f"{key}.") from None
 
 
 class EffmlModule(pl.LightningModule):
@@ -31,16 +75,18 @@ class EffmlModule(pl.LightningModule):
         monitor: str = "val/loss",
     ) -> None:
         super().__init__()
-        if optimizer is not None and not callable(optimizer):
-            raise TypeError(
-                f"model.optimizer={optimizer!r}: expected a partial optimizer config "
-                "(_target_: torch.optim.Adam, _partial_: true)"
-            )
+        EffmlModule.check_config({"optimizer": optimizer, "scheduler": scheduler})
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.scheduler_monitor = monitor
         self._step_time = 0.0
         self._epoch_times: list[float] = []
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """``optimizer`` and ``scheduler`` are partial constructors (or None)."""
+        check_partial(cfg, "optimizer")
+        check_partial(cfg, "scheduler")
 
     def optimizer_params(self) -> list:
         """What the optimizer trains: the parameters that require grad (frozen teachers stay

@@ -3,13 +3,15 @@ train/val/test, the best validation accuracy, and the logging of each step."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from effml.checks import check_int
 from lightning_modules.base import EffmlModule
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -38,12 +40,19 @@ class ClassificationModule(EffmlModule):
         num_classes: int,
     ) -> None:
         super().__init__(optimizer, scheduler, monitor="val/acc")
+        ClassificationModule.check_config({"num_classes": num_classes})
         self.train_acc = torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
         self.val_acc = self.train_acc.clone()
         self.test_acc = self.train_acc.clone()
         self.val_best = torchmetrics.MaxMetric()
         self.val_best.persistent(True)
         self.teacher: nn.Module | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The optimizer and scheduler (:class:`EffmlModule`); at least two classes."""
+        super().check_config(cfg)
+        check_int(cfg, "num_classes", minimum=2, example=10)
 
     def train(self, mode: bool = True) -> ClassificationModule:
         super().train(mode)

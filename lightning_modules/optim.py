@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
+
+from effml.checks import check_int, check_range, with_defaults
 
 
 class Lookahead(torch.optim.Optimizer):
@@ -27,15 +30,19 @@ class Lookahead(torch.optim.Optimizer):
         k: int = 6,
         alpha: float = 0.5,
     ) -> None:
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k={k!r}: must be a positive integer")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha={alpha!r}: must be in (0, 1]")
+        self.check_config({"k": k, "alpha": alpha})
         self.base = base if isinstance(base, torch.optim.Optimizer) else base(params)
         self.k, self.alpha = k, alpha
         super().__init__(self.base.param_groups, self.base.defaults)
         self.param_groups = self.base.param_groups
         self.inner_steps = 0
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """``k`` a positive integer, ``alpha`` in (0, 1]."""
+        cfg = with_defaults(cls, cfg)
+        check_int(cfg, "k", minimum=1, example=6)
+        check_range(cfg, "alpha", 0.0, 1.0, low_open=True, example=0.5)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:

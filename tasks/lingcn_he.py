@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -21,7 +22,10 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from omegaconf import DictConfig
 
+from effml.checks import check_int
+from effml.errors import ConfigError
 from he import HeStgcnInference, SiteSpec, StgcnCircuit, baseline_spec
 from lightning_modules.checkpoints import load_weights
 from lightning_modules.lingcn.module import LinGCNModule, site_coefficients
@@ -30,6 +34,10 @@ if TYPE_CHECKING:
     from tasks.pipeline import StageContext
 
 log = logging.getLogger(__name__)
+# the sizes of one CKKS prime SEAL can generate (its 60-bit limit; 2^20 > 2N for every N used)
+MIN_PRIME_BITS, MAX_PRIME_BITS = 20, 60
+# the LinGCN stages whose every site is a polynomial (``site_coefficients``)
+ENCRYPTABLE_STAGES = ("poly", "cryptogcn")
 
 
 def load_stage_model(ctx: StageContext, name: str) -> LinGCNModule:
@@ -131,6 +139,57 @@ def encrypted_inference_stage(ctx: StageContext) -> dict[str, float]:
         )
     plot_frontier(points, ctx.stage_dir / "accuracy_latency.png")
     return metrics
+
+
+def check_encrypted_inference_stage(cfg: DictConfig, spec: DictConfig | None) -> None:
+    """The ``he`` stage's settings (:func:`check_he_settings`), keys under its name."""
+    name = next(n for n in cfg.pipeline if cfg.pipeline[n] is spec)
+    try:
+        check_he_settings(spec)
+    except ConfigError as err:
+        raise err.with_prefix(f"pipeline.{name}.") from None
+    source = spec.inputs.poly_ckpt
+    patch = (cfg.pipeline.get(source) or {}).get("model") or {}
+    stage = patch.get("stage", (cfg.get("model") or {}).get("stage"))
+    if stage is not None and stage not in ENCRYPTABLE_STAGES:
+        raise ConfigError(
+            f"pipeline.{name}.inputs.poly_ckpt",
+            source,
+            f"trains model.stage={stage}, which has no polynomial form; only "
+            f"{list(ENCRYPTABLE_STAGES)} stages can be encrypted",
+            example="poly",
+        )
+
+
+def check_he_settings(spec: Mapping[str, Any]) -> None:
+    """A poly stage to encrypt (``inputs.poly_ckpt``), clip counts >= 1, ``baseline`` true or
+    false, and CKKS prime sizes SEAL can make: 20 to 60 bits, the first and special primes
+    (``edge_bits``) above the scale (``scale_bits``), so that a decrypted value keeps its
+    integer part."""
+    if not (spec.get("inputs") or {}).get("poly_ckpt"):
+        problem = "names no training stage whose network is encrypted"
+        raise ConfigError("inputs.poly_ckpt", None, problem, example="poly")
+    for key, example in (("num_samples", 20), ("scale_bits", 40), ("edge_bits", 59)):
+        if spec.get(key) is None:
+            raise ConfigError(key, None, "must be set", example=example)
+    check_int(spec, "num_samples", minimum=1, example=20)
+    check_int(spec, "baseline_samples", minimum=1, example=8)
+    if not isinstance(spec.get("baseline", True), bool):
+        raise ConfigError("baseline", spec.get("baseline"), "must be true or false", True)
+    for bits, example in (("scale_bits", 40), ("edge_bits", 59)):
+        check_int(spec, bits, minimum=MIN_PRIME_BITS, maximum=MAX_PRIME_BITS, example=example)
+    scale_bits, edge_bits = spec["scale_bits"], spec["edge_bits"]
+    if edge_bits <= scale_bits:
+        raise ConfigError(
+            "edge_bits",
+            edge_bits,
+            f"must exceed scale_bits={scale_bits}: the first prime holds the decrypted value "
+            "times the scale",
+            example=min(scale_bits + 19, MAX_PRIME_BITS),
+        )
+
+
+encrypted_inference_stage.check_config = check_encrypted_inference_stage
 
 
 def _figure(width: float, height: float) -> tuple[Figure, Axes]:

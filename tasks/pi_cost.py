@@ -32,7 +32,11 @@ protocol implementation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from effml.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,20 @@ class GcCostModel:
     rounds_per_layer: int = 2
 
     def __post_init__(self) -> None:
-        for name, value in asdict(self).items():
-            if value <= 0:
-                raise ValueError(f"GcCostModel.{name}={value}: must be > 0")
+        self.check_config({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Only the model's fields, each a number > 0 (an integer for bit and round counts)."""
+        defaults = {f.name: f.default for f in fields(cls)}
+        for key, value in cfg.items():
+            if key not in defaults:
+                problem = f"is not a cost-model field; choose from {list(defaults)}"
+                raise ConfigError(key, value, problem)
+            kind = int if isinstance(defaults[key], int) else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+                noun = "an integer" if kind is int else "a number"
+                raise ConfigError(key, value, f"must be {noun} > 0", example=defaults[key])
 
     @property
     def and_gates_per_relu(self) -> float:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from omegaconf import DictConfig
 
+from effml.errors import ConfigError
 from lightning_modules.checkpoints import load_module
 from lightning_modules.relu_budget.module import ReluBudgetModule
 from lightning_modules.relu_budget.sites import AutoRepSite, export_mask, relu_count, sites
@@ -111,3 +114,28 @@ def private_inference_stage(ctx: StageContext) -> dict[str, float]:
         cost["online_comm_mb"],
     )
     return metrics
+
+
+def check_private_inference_stage(cfg: DictConfig, spec: DictConfig | None) -> None:
+    """The ``pi`` stage reads a training stage (``inputs.model``) and a cost model whose
+    fields are :class:`GcCostModel`'s, each > 0."""
+    name = next(n for n in cfg.pipeline if cfg.pipeline[n] is spec)
+    source = (spec.get("inputs") or {}).get("model")
+    if not source:
+        raise ConfigError(
+            f"pipeline.{name}.inputs.model",
+            source,
+            "names no training stage to count",
+            example="autorep",
+        )
+    cost = spec.get("cost") or {}
+    if not isinstance(cost, Mapping):
+        problem = "must be a mapping of cost-model fields"
+        raise ConfigError(f"pipeline.{name}.cost", cost, problem, example="{rtt_ms: 20}")
+    try:
+        GcCostModel.check_config(dict(cost))
+    except ConfigError as err:
+        raise err.with_prefix(f"pipeline.{name}.cost.") from None
+
+
+private_inference_stage.check_config = check_private_inference_stage

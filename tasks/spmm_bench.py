@@ -16,17 +16,29 @@ width) in the run folder. New ops join ``OPS``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
 
-from ops.sparse import CsrAdjacency, spmm, spmm_reference
-from tasks.bench import Timer, device_manifest, load_graph, max_errors, non_finite, save_result
+from effml.checks import check_choice, check_int, check_range
+from effml.errors import ConfigError
+from ops.sparse import NORMS, CsrAdjacency, spmm, spmm_reference
+from tasks.bench import (
+    CLOCKS,
+    Timer,
+    device_manifest,
+    load_graph,
+    max_errors,
+    non_finite,
+    save_result,
+)
+from tasks.bench.timing import DEVICES
 from tasks.core import optimized_value, update_metrics_json
 
 log = logging.getLogger(__name__)
@@ -58,23 +70,45 @@ OPS: dict[str, Callable[[Operands, torch.Tensor], Callable[[], torch.Tensor]]] =
 }
 
 
-def _check_settings(bench: DictConfig) -> None:
-    """Fail before any data is read on unknown ops, a missing baseline or bad widths."""
-    unknown = [op for op in bench.ops if op not in OPS]
-    if unknown or not bench.ops:
-        raise ValueError(f"bench.ops={list(bench.ops)}: choose from {sorted(OPS)}")
-    if bench.baseline not in bench.ops:
-        raise ValueError(f"bench.baseline={bench.baseline!r} must be one of bench.ops")
-    widths = list(bench.widths)
+def check_spmm_bench(cfg: DictConfig, spec: DictConfig | None = None) -> None:
+    """The ``bench`` block, before any data is read: known ops with the baseline among them,
+    positive widths, norm, device and clock choices, positive rounds, round time and
+    tolerance, a thread count >= 1 or null, a dense size limit >= 0."""
+    bench = cfg.get("bench")
+    if bench is None:
+        raise ConfigError("bench", None, "is missing", fix="Use experiment=spmm_bench_cora")
+    try:
+        check_bench_settings(bench)
+    except ConfigError as err:
+        raise err.with_prefix("bench.") from None
+
+
+def check_bench_settings(bench: Mapping[str, Any]) -> None:
+    """The ``bench`` block's rules with bare keys (see :func:`check_spmm_bench`)."""
+    ops = list(bench.get("ops") or [])
+    unknown = [op for op in ops if op not in OPS]
+    if unknown or not ops:
+        raise ConfigError("ops", ops, f"choose from {sorted(OPS)}", example=["spmm", "dense"])
+    if bench.get("baseline") not in ops:
+        raise ConfigError("baseline", bench.get("baseline"), f"must be one of ops={ops}", ops[0])
+    widths = list(bench.get("widths") or [])
     if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"bench.widths={widths}: pass a list of positive integers")
+        raise ConfigError("widths", widths, "must be a list of positive integers", [64, 256])
+    check_choice(bench, "norm", NORMS)
+    check_choice(bench, "device", ("auto", *DEVICES))
+    check_choice(bench, "clock", CLOCKS)
+    check_int(bench, "threads", minimum=1, example=1)
+    check_int(bench, "rounds", minimum=1, example=5)
+    check_range(bench, "round_time", 0.0, None, low_open=True, example=0.2)
+    check_range(bench, "tolerance", 0.0, None, low_open=True, example=1e-5)
+    check_int(bench, "dense_max_bytes", minimum=0, example=2**30)
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("bench.device=cuda: no CUDA GPU is visible; use cpu or auto")
+        raise ConfigError("bench.device", name, "no CUDA GPU is visible", example="auto")
     return torch.device(name)
 
 
@@ -140,7 +174,6 @@ def plot(result: dict, path: Path) -> None:
 def spmm_bench(cfg: DictConfig) -> float | None:
     """Benchmark the ops of ``cfg.bench`` on its graph; metrics.json, JSON and plot in the run."""
     bench = cfg.bench
-    _check_settings(bench)
     device = _device(bench.device)
     if bench.threads:
         torch.set_num_threads(bench.threads)
@@ -152,9 +185,11 @@ def spmm_bench(cfg: DictConfig) -> float | None:
     adj = CsrAdjacency.from_edge_index(graph.edge_index, graph.num_nodes, norm=bench.norm)
     operands, skipped = _operands(adj.to(device), list(bench.ops), bench.dense_max_bytes)
     if bench.baseline in skipped:
-        raise ValueError(
-            f"bench.baseline={bench.baseline!r} is skipped ({skipped[bench.baseline]}); "
-            "raise bench.dense_max_bytes or choose another baseline"
+        raise ConfigError(
+            "bench.baseline",
+            bench.baseline,
+            f"is skipped ({skipped[bench.baseline]})",
+            fix="Raise bench.dense_max_bytes or choose another baseline",
         )
     for op, why in skipped.items():
         log.warning("skipping %s: %s", op, why)
@@ -193,3 +228,6 @@ def spmm_bench(cfg: DictConfig) -> float | None:
     for name, value in sorted(metrics.items()):
         log.info("%s = %.4g", name, value)
     return optimized_value(metrics, cfg.get("optimized_metric"))
+
+
+spmm_bench.check_config = check_spmm_bench

@@ -25,12 +25,18 @@ forward, SSpMM backward), the root term ``cbsr_to_dense`` of the dropped values.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
-from ops.dispatch import check_backend
+from effml.checks import check_choice, check_range, with_defaults
+from effml.errors import ConfigError
+from lightning_modules.base import check_op_backend
+from lightning_modules.gnn.nets import check_widths
 from ops.maxk import cbsr_to_dense, maxk, maxk_aggregate, spgemm
 from ops.sparse import AdjacencyCache, CachedGraph, spmm
 
@@ -151,31 +157,20 @@ class MaxKGNN(nn.Module):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("hidden_channels", hidden_channels),
-            ("out_channels", out_channels),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be a positive integer")
-        if conv not in CONVS:
-            raise ValueError(f"conv={conv!r}: choose one of {CONVS}")
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity={nonlinearity!r}: choose one of {NONLINEARITIES}")
-        if nonlinearity == "maxk" and (
-            isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= hidden_channels
-        ):
-            raise ValueError(
-                f"k={k!r} with hidden_channels={hidden_channels}: MaxK keeps k entries of each "
-                f"hidden row, so pick an integer 1 ≤ k ≤ {hidden_channels} (or widen "
-                "hidden_channels)"
-            )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r}: must be in [0, 1)")
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r}: choose one of {NORMS}")
-        check_backend(backend, op="maxk")
+        self.check_config(
+            {
+                "in_channels": in_channels,
+                "hidden_channels": hidden_channels,
+                "out_channels": out_channels,
+                "num_layers": num_layers,
+                "conv": conv,
+                "nonlinearity": nonlinearity,
+                "k": k,
+                "dropout": dropout,
+                "norm": norm,
+                "backend": backend,
+            }
+        )
         self.conv, self.nonlinearity, self.k = conv, nonlinearity, k
         self.lin_in = nn.Linear(in_channels, hidden_channels)
         self.layers = nn.ModuleList(LAYERS[conv](hidden_channels) for _ in range(num_layers))
@@ -188,6 +183,30 @@ class MaxKGNN(nn.Module):
         init.xavier_uniform_(self.lin_out.weight)
         self.aggregate = Aggregation(nonlinearity, k, dropout, backend)
         self.adjacency = AdjacencyCache(*ADJACENCY[conv])
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Positive widths and depth, known conv, nonlinearity, norm and backend, dropout in
+        [0, 1), and for MaxK an integer 1 ≤ k ≤ hidden_channels."""
+        cfg = with_defaults(cls, cfg)
+        check_widths(cfg)
+        check_choice(cfg, "conv", CONVS)
+        check_choice(cfg, "nonlinearity", NONLINEARITIES)
+        check_choice(cfg, "norm", NORMS)
+        check_range(cfg, "dropout", 0.0, 1.0, high_open=True, example=0.5)
+        check_op_backend(cfg)
+        k, hidden = cfg.get("k"), cfg.get("hidden_channels")
+        if cfg["nonlinearity"] != "maxk" or not isinstance(hidden, int):
+            return
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= hidden:
+            raise ConfigError(
+                "k",
+                k,
+                f"MaxK keeps k entries of each hidden row, so pick an integer "
+                f"1 ≤ k ≤ {hidden} (hidden_channels={hidden})",
+                example=min(32, hidden),
+                fix="Or widen hidden_channels",
+            )
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         graph = self.adjacency.get(edge_index, x.shape[0])

@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torchmetrics
 from torch_geometric.data import Data
 
+from effml.checks import check_choice, check_int, with_defaults
+from effml.errors import ConfigError
 from lightning_modules.base import EffmlModule
 from lightning_modules.gnn.maxk import MaxKGNN
 from lightning_modules.gnn.nets import GNN
 
 TASK_METRICS = {"multiclass": ("acc",), "multilabel": ("f1_micro", "rocauc")}
 STRUCTURES = ("stack", "paper")
+# the NodeClassifier arguments both nets take under the same name (k, backend: MaxKGNN only)
+NET_KEYS = (
+    "in_channels",
+    "hidden_channels",
+    "num_layers",
+    "conv",
+    "dropout",
+    "norm",
+    "nonlinearity",
+)
 
 
 def make_metric(task_type: str, metric: str, num_classes: int) -> torchmetrics.Metric:
-    """Accuracy (multiclass), micro-F1 or macro ROC-AUC over labels (multilabel)."""
-    if metric not in TASK_METRICS.get(task_type, ()):
-        raise ValueError(
-            f"metric={metric!r} with task_type={task_type!r}: valid pairs are {TASK_METRICS}"
-        )
+    """Accuracy (multiclass), micro-F1 or macro ROC-AUC over labels (multilabel); the pair is
+    one of ``TASK_METRICS`` (``NodeClassifier.check_config``)."""
     if metric == "acc":
         return torchmetrics.Accuracy(task="multiclass", num_classes=num_classes)
     if metric == "f1_micro":
@@ -69,8 +79,7 @@ class NodeClassifier(EffmlModule):
     ) -> None:
         super().__init__(optimizer, scheduler, monitor=f"val/{metric}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if structure not in STRUCTURES:
-            raise ValueError(f"structure={structure!r}: choose one of {STRUCTURES}")
+        self.check_config(self.hparams)
         if structure == "paper":
             self.net: GNN | MaxKGNN = MaxKGNN(
                 in_channels,
@@ -83,11 +92,6 @@ class NodeClassifier(EffmlModule):
                 dropout=dropout,
                 norm=norm,
                 backend=backend,
-            )
-        elif nonlinearity == "maxk":
-            raise ValueError(
-                "nonlinearity='maxk' with structure='stack': MaxK runs in the paper's layout; "
-                "set model.structure=paper (or use model=maxk_gnn)"
             )
         else:
             self.net = GNN(
@@ -107,6 +111,37 @@ class NodeClassifier(EffmlModule):
         self.test_metric = self.train_metric.clone()
         self.val_best = torchmetrics.MaxMetric()
         self.val_best.persistent(True)  # kept in checkpoints, so a resumed run keeps its best
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The optimizer and scheduler, a known structure and task_type with a metric of that
+        task, MaxK only in the paper structure, and the chosen net's own rules
+        (:meth:`GNN.check_config`, :meth:`MaxKGNN.check_config`)."""
+        super().check_config(cfg)
+        cfg = with_defaults(cls, cfg)
+        check_choice(cfg, "structure", STRUCTURES)
+        check_choice(cfg, "task_type", TASK_METRICS)
+        metrics = TASK_METRICS[cfg["task_type"]]
+        if cfg["metric"] not in metrics:
+            raise ConfigError(
+                "metric",
+                cfg["metric"],
+                f"does not fit task_type={cfg['task_type']}; choose one of {list(metrics)}",
+                example=metrics[0],
+            )
+        check_int(cfg, "num_classes", minimum=1, example=7)
+        if cfg["structure"] == "stack" and cfg["nonlinearity"] == "maxk":
+            raise ConfigError(
+                "structure",
+                "stack",
+                "cannot run nonlinearity=maxk: MaxK runs in the paper's layout",
+                example="paper",
+                fix="Or use model=maxk_gnn",
+            )
+        paper = cfg["structure"] == "paper"
+        net = MaxKGNN if paper else GNN
+        keys = NET_KEYS + ("k", "backend") if paper else NET_KEYS
+        net.check_config({key: cfg[key] for key in keys if key in cfg})
 
     def forward(self, data: Data) -> torch.Tensor:
         return self.net(data.x, data.edge_index)  # (N, num_classes)

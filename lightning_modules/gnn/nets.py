@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 from torch_geometric.nn import GCNConv, GINConv, SAGEConv
 
+from effml.checks import check_choice, check_int, check_range, with_defaults
+
 CONVS = ("sage", "gcn", "gin")
 NORMS = ("none", "layer")
 NONLINEARITIES = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU, "identity": nn.Identity}
+
+
+def check_widths(cfg: Mapping[str, Any]) -> None:
+    """The feature widths and the number of layers of a node classifier are positive integers."""
+    check_int(cfg, "in_channels", minimum=1, example=128)
+    check_int(cfg, "hidden_channels", minimum=1, example=256)
+    check_int(cfg, "out_channels", minimum=1, example=7)
+    check_int(cfg, "num_layers", minimum=1, example=2)
 
 
 def make_conv(kind: str, in_channels: int, out_channels: int) -> nn.Module:
@@ -44,22 +57,18 @@ class GNN(nn.Module):
         nonlinearity: str = "relu",
     ) -> None:
         super().__init__()
-        for name, value in (
-            ("in_channels", in_channels),
-            ("hidden_channels", hidden_channels),
-            ("out_channels", out_channels),
-            ("num_layers", num_layers),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r}: must be a positive integer")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout!r}: must be in [0, 1)")
-        if norm not in NORMS:
-            raise ValueError(f"norm={norm!r}: choose one of {NORMS}")
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(f"nonlinearity={nonlinearity!r}: choose one of {list(NONLINEARITIES)}")
-        if conv not in CONVS:
-            raise ValueError(f"conv={conv!r}: choose one of {CONVS}")
+        self.check_config(
+            {
+                "in_channels": in_channels,
+                "hidden_channels": hidden_channels,
+                "out_channels": out_channels,
+                "num_layers": num_layers,
+                "conv": conv,
+                "dropout": dropout,
+                "norm": norm,
+                "nonlinearity": nonlinearity,
+            }
+        )
         widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         pairs = zip(widths[:-1], widths[1:], strict=True)
         self.convs = nn.ModuleList(make_conv(conv, a, b) for a, b in pairs)
@@ -68,6 +77,16 @@ class GNN(nn.Module):
         )
         self.act = NONLINEARITIES[nonlinearity]()
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Positive widths and depth, dropout in [0, 1), known conv, norm and nonlinearity."""
+        cfg = with_defaults(cls, cfg)
+        check_widths(cfg)
+        check_range(cfg, "dropout", 0.0, 1.0, high_open=True, example=0.5)
+        check_choice(cfg, "conv", CONVS)
+        check_choice(cfg, "norm", NORMS)
+        check_choice(cfg, "nonlinearity", NONLINEARITIES)
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x)

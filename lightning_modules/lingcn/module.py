@@ -28,12 +28,15 @@ network is the x² network, initialised so that it trains.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effml.checks import check_choice, check_range, with_defaults
+from effml.errors import CheckpointError, ConfigError
 from lightning_modules.checkpoints import load_net_state, load_state
 from lightning_modules.classification import ClassificationModule
 from lightning_modules.distill import at_loss, kd_loss
@@ -181,20 +184,18 @@ class LinGCNModule(ClassificationModule):
         square_offset: float | None = 8.0,
     ) -> None:
         super().__init__(optimizer, scheduler, num_classes)
-        if stage not in STAGES:
-            raise ValueError(f"stage={stage!r}: choose one of {STAGES}")
-        if stage != "baseline" and not teacher_ckpt:
-            raise ValueError(f"stage={stage!r} distils from the baseline: give teacher_ckpt")
-        if stage == "poly" and not init_ckpt:
-            raise ValueError("stage='poly' starts from the linearize stage: give init_ckpt")
-        if cryptogcn_act not in CRYPTOGCN_ACTS:
-            raise ValueError(f"cryptogcn_act={cryptogcn_act!r}: choose one of {CRYPTOGCN_ACTS}")
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta={eta!r}: must be in [0, 1]")
         # plain Python values, so checkpoints load with torch.load(weights_only=True)
         channels = [[int(c) for c in block] for block in channels] if channels else None
         gate_init = tuple(float(g) for g in gate_init)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
+        self.check_config(self.hparams)
+        # the checkpoints a pipeline passes from earlier stages, so not a check_config rule
+        if stage != "baseline" and not teacher_ckpt:
+            fix = "Give teacher_ckpt=<the baseline stage's checkpoint>"
+            raise ConfigError("teacher_ckpt", None, f"stage={stage} distils from it", fix=fix)
+        if stage == "poly" and not init_ckpt:
+            fix = "Give init_ckpt=<the linearize stage's checkpoint>"
+            raise ConfigError("init_ckpt", None, "stage=poly starts from it", fix=fix)
         self.stage = stage
         self.squares = stage == "cryptogcn" and cryptogcn_act == "square"
         net_kwargs = dict(
@@ -224,6 +225,31 @@ class LinGCNModule(ClassificationModule):
         if stage == "poly":
             self._init_from_linearized(init_ckpt)
 
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The classifier's (:class:`ClassificationModule`); a known stage and cryptogcn_act;
+        eta in [0, 1]; phi, mu >= 0; temperature, square_offset > 0; gate_init a range
+        [low, high]; the ST-GCN's own rules (:meth:`STGCN.check_config`)."""
+        super().check_config(cfg)
+        cfg = with_defaults(cls, cfg)
+        check_choice(cfg, "stage", STAGES)
+        check_choice(cfg, "cryptogcn_act", CRYPTOGCN_ACTS)
+        check_range(cfg, "eta", 0.0, 1.0, example=0.9)
+        check_range(cfg, "phi", 0.0, None, example=1000.0)
+        check_range(cfg, "mu", 0.0, None, example=1.0)
+        check_range(cfg, "temperature", 0.0, None, low_open=True, example=4.0)
+        check_range(cfg, "square_offset", 0.0, None, low_open=True, example=8.0)
+        gate_init = cfg["gate_init"]
+        if not (
+            len(gate_init) == 2
+            and all(isinstance(g, (int, float)) and not isinstance(g, bool) for g in gate_init)
+            and gate_init[0] <= gate_init[1]
+        ):
+            problem = "must be [low, high] of the gates' uniform init, low <= high"
+            raise ConfigError("gate_init", list(gate_init), problem, example=[5e-4, 1e-3])
+        net_keys = ("in_channels", "num_classes", "variant", "channels", "num_nodes", "dropout")
+        STGCN.check_config({key: cfg[key] for key in net_keys if key in cfg})
+
     def _site_factory(self, stage: str, num_nodes: int) -> Callable[[int, int, int], nn.Module]:
         if stage == "baseline":
             return lambda block, site, channels: nn.ReLU()
@@ -237,8 +263,8 @@ class LinGCNModule(ClassificationModule):
         """Student weights and frozen 0/1 gates from the linearize stage."""
         state = load_state(init_ckpt)
         if "aux" not in state:
-            raise ValueError(
-                f"init_ckpt={init_ckpt!r} has no gates ('aux'): give the linearize stage's "
+            raise CheckpointError(
+                f"init_ckpt={init_ckpt}: has no gates ('aux'). Give the linearize stage's "
                 "checkpoint"
             )
         net_state = {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}

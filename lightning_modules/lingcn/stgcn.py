@@ -9,11 +9,15 @@ factory, so LinGCN can gate or replace them per node.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from effml.checks import check_int, check_range, with_defaults
+from effml.errors import ConfigError
 
 NUM_JOINTS = 25
 # NTU RGB+D joint pairs (1-based, as the dataset numbers joints); joint 21 is the spine centre
@@ -163,6 +167,13 @@ class STGCNBlock(nn.Module):
         return self.act2(y + res)
 
 
+def block_spec(variant: str, channels: tuple | list | None) -> tuple[tuple[int, int, int], ...]:
+    """(in, out, temporal stride) per block of ``variant`` (``custom``: ``channels``)."""
+    if variant == "custom":
+        return tuple(tuple(int(c) for c in block) for block in channels)
+    return VARIANTS[variant]
+
+
 class STGCN(nn.Module):
     """ST-GCN classifier over (N, C, T, V, M) skeleton clips.
 
@@ -187,20 +198,18 @@ class STGCN(nn.Module):
         act_factory: ActFactory = relu_factory,
     ) -> None:
         super().__init__()
-        if variant == "custom":
-            if not channels:
-                raise ValueError("variant='custom' needs channels=[[in, out, stride], ...]")
-            spec = tuple(tuple(int(c) for c in block) for block in channels)
-        elif variant in VARIANTS:
-            spec = VARIANTS[variant]
-        else:
-            raise ValueError(f"variant={variant!r}: choose one of {sorted(VARIANTS)} or 'custom'")
-        if spec[0][0] != in_channels:
-            raise ValueError(
-                f"the first block takes {spec[0][0]} channels, the data has {in_channels}"
-            )
-        if num_nodes != NUM_JOINTS:
-            raise ValueError(f"num_nodes={num_nodes}: the NTU graph has {NUM_JOINTS} joints")
+        self.check_config(
+            {
+                "in_channels": in_channels,
+                "num_classes": num_classes,
+                "variant": variant,
+                "channels": channels,
+                "num_nodes": num_nodes,
+                "num_persons": num_persons,
+                "dropout": dropout,
+            }
+        )
+        spec = block_spec(variant, channels)
         self.spec = spec
         adjacency = torch.from_numpy(spatial_partition())
         self.data_bn = nn.BatchNorm1d(in_channels * num_nodes * num_persons)
@@ -218,6 +227,44 @@ class STGCN(nn.Module):
             for i, (cin, cout, stride) in enumerate(spec)
         )
         self.head = nn.Conv2d(spec[-1][1], num_classes, kernel_size=1)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """A known variant (``custom``: ``channels`` as [in, out, stride] triples of positive
+        integers) whose first block takes ``in_channels``; the 25 NTU joints; dropout in
+        [0, 1)."""
+        cfg = with_defaults(cls, cfg)
+        variant, channels = cfg["variant"], cfg.get("channels")
+        if variant not in (*VARIANTS, "custom"):
+            problem = f"choose one of {sorted(VARIANTS)} or custom (with channels)"
+            raise ConfigError("variant", variant, problem, example="stgcn_3_128")
+        if variant == "custom":
+            rows = [list(row) for row in channels or []]
+            if not rows or any(
+                len(row) != 3 or not all(isinstance(c, int) and c >= 1 for c in row) for row in rows
+            ):
+                raise ConfigError(
+                    "channels",
+                    rows or None,
+                    "variant=custom needs channels as [in, out, stride] per block",
+                    example=[[3, 16, 1], [16, 32, 2]],
+                )
+        first = block_spec(variant, channels)[0][0]
+        in_channels = cfg.get("in_channels")
+        if in_channels is not None and in_channels != first:
+            raise ConfigError(
+                "in_channels",
+                in_channels,
+                f"the first block takes {first} channels, the data has {in_channels}",
+                fix="Match the first entry of channels to the data's channels",
+            )
+        num_nodes = cfg.get("num_nodes")
+        if num_nodes is not None and num_nodes != NUM_JOINTS:
+            problem = f"the NTU graph has {NUM_JOINTS} joints"
+            raise ConfigError("num_nodes", num_nodes, problem, example=NUM_JOINTS)
+        check_int(cfg, "num_classes", minimum=1, example=60)
+        check_int(cfg, "num_persons", minimum=1, example=2)
+        check_range(cfg, "dropout", 0.0, 1.0, high_open=True, example=0.5)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V, M) → (N·M, C, T, V) after the input batch norm."""

@@ -24,17 +24,33 @@ the best network that meets the budget (AutoReP's rule).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effml.checks import check_choice, check_int, check_range, with_defaults
+from effml.errors import CheckpointError, ConfigError
+from lightning_modules.base import check_op_backend
 from lightning_modules.checkpoints import load_net_state
 from lightning_modules.classification import ClassificationModule
 from lightning_modules.distill import kd_loss
-from lightning_modules.relu_budget.resnet_cifar import build_net
+from lightning_modules.relu_budget.resnet_cifar import build_net, check_net_config
 from lightning_modules.relu_budget.sites import AutoRepSite, ReluSite, SnlSite, relu_count, sites
 
 METHODS = ("relu", "autorep", "snl", "snl_finetune")
+# the module's arguments that configure each AutoRepSite
+AUTOREP_SITE_KEYS = (
+    "scale",
+    "threshold",
+    "dapa_steps",
+    "dapa_every",
+    "var_min",
+    "dapa_sigma",
+    "dapa_rescale",
+)
 
 
 class ReluBudgetModule(ClassificationModule):
@@ -91,20 +107,19 @@ class ReluBudgetModule(ClassificationModule):
         backend: str | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, num_classes)
-        if method not in METHODS:
-            raise ValueError(f"method={method!r}: choose one of {METHODS}")
-        if method != "relu" and budget < 1:
-            raise ValueError(f"budget={budget}: the ReLU budget must be >= 1")
         dapa_rescale = tuple(float(v) for v in dapa_rescale)  # plain floats in checkpoints
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.check_config(self.hparams)
         self.method = method
         shape_kwargs = dict(num_classes=num_classes, in_channels=in_channels, image_size=image_size)
         self.net = build_net(arch, width=width, act=self._site_factory(), **shape_kwargs)
         kept, total = relu_count(self.net)
         if method != "relu" and budget > total:
-            raise ValueError(
-                f"budget={budget} exceeds the {total} ReLUs of {arch} (width {width}) at "
-                f"{image_size}x{image_size}: lower the budget or widen the net"
+            raise ConfigError(
+                "budget",
+                budget,
+                f"exceeds the {total} ReLUs of {arch} (width {width}) at {image_size}x{image_size}",
+                fix="Lower the budget or widen the net",
             )
         self.total_relus = total
         if init_ckpt:
@@ -121,6 +136,33 @@ class ReluBudgetModule(ClassificationModule):
         self.lam = lam
         self._lowest = total
         self._stalled = 0
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The classifier's (:class:`ClassificationModule`); a known method and net
+        (``resnet_cifar.check_net_config``); a budget >= 1 for the masking methods; lam,
+        kd_weight, budget_tolerance, snl_threshold >= 0; temperature, aux_lr > 0;
+        snl_growth >= 1; snl_patience, snl_check_every >= 1; snl_min_drop in [0, 1); a known
+        backend; for autorep the site's rules (:meth:`AutoRepSite.check_config`)."""
+        super().check_config(cfg)
+        cfg = with_defaults(cls, cfg)
+        check_choice(cfg, "method", METHODS)
+        check_net_config(cfg)
+        if cfg["method"] != "relu":
+            check_int(cfg, "budget", minimum=1, example=12900)
+        check_range(cfg, "lam", 0.0, None, example=140.0)
+        check_range(cfg, "temperature", 0.0, None, low_open=True, example=4.0)
+        check_range(cfg, "kd_weight", 0.0, None, example=1.0)
+        check_range(cfg, "snl_threshold", 0.0, None, example=0.01)
+        check_range(cfg, "snl_growth", 1.0, None, example=1.1)
+        check_int(cfg, "snl_patience", minimum=1, example=5)
+        check_int(cfg, "snl_check_every", minimum=1, example=10)
+        check_range(cfg, "snl_min_drop", 0.0, 1.0, high_open=True, example=0.05)
+        check_range(cfg, "budget_tolerance", 0.0, None, example=0.01)
+        check_range(cfg, "aux_lr", 0.0, None, low_open=True, example=0.03)
+        check_op_backend(cfg)
+        if cfg["method"] == "autorep":
+            AutoRepSite.check_config({key: cfg[key] for key in AUTOREP_SITE_KEYS})
 
     def optimizer_params(self) -> list:
         """The trainable parameters, the masks (aux / α) in their own group if aux_lr is set."""
@@ -164,8 +206,9 @@ class ReluBudgetModule(ClassificationModule):
         self.net.load_state_dict(matched, strict=False)
         missing = [k for k in own if k not in matched and not _is_site_key(self.net, k)]
         if missing:
-            raise ValueError(
-                f"init_ckpt={path!r} lacks weights {missing[:5]}: is it the same arch/width?"
+            raise CheckpointError(
+                f"init_ckpt={path}: lacks weights {missing[:5]}. Give a checkpoint of the same "
+                "arch and width"
             )
 
     # ---- counting and losses ------------------------------------------------------------------

@@ -13,13 +13,47 @@ per-element parameters with it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from effml.checks import check_int
+from effml.errors import ConfigError
+
 ActFactory = Callable[[tuple[int, int, int]], nn.Module]
+
+
+def parse_arch(arch: str) -> tuple[int, int] | None:
+    """None for ``resnet18_in``; (depth, widen) for ``wrn_<depth>_<widen>``, depth 6n + 4."""
+    if arch == "resnet18_in":
+        return None
+    example = "wrn_22_8"
+    try:
+        depth, widen = (int(v) for v in str(arch).removeprefix("wrn_").split("_"))
+    except ValueError:
+        depth = widen = 0
+    if not str(arch).startswith("wrn_") or depth < 1 or widen < 1:
+        problem = "choose resnet18_in or wrn_<depth>_<widen>"
+        raise ConfigError("arch", arch, problem, example=example)
+    if (depth - 4) % 6:
+        problem = f"a WRN has depth 6n + 4 (e.g. 16, 22, 28), not {depth}"
+        raise ConfigError("arch", arch, problem, example=example)
+    return depth, widen
+
+
+def check_net_config(cfg: Mapping[str, Any]) -> None:
+    """A known ``arch``, a positive ``width`` (or None: the paper's) and, for ``resnet18_in``,
+    an ``image_size`` that is a multiple of 8."""
+    wrn = parse_arch(cfg.get("arch", "resnet18_in"))
+    check_int(cfg, "width", minimum=1, example=16)
+    image_size = cfg.get("image_size")
+    check_int(cfg, "image_size", minimum=8, example=32)
+    if wrn is None and image_size is not None and image_size % 8:
+        problem = "resnet18_in needs a multiple of 8"
+        raise ConfigError("image_size", image_size, problem, example=32)
 
 
 def relu_factory(shape: tuple[int, int, int]) -> nn.Module:
@@ -67,8 +101,7 @@ class ResNetIN(nn.Module):
         act: ActFactory = relu_factory,
     ) -> None:
         super().__init__()
-        if image_size % 8:
-            raise ValueError(f"image_size={image_size}: resnet18_in needs a multiple of 8")
+        check_net_config({"arch": "resnet18_in", "image_size": image_size, "width": width})
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
         layers, planes, size, in_planes = [], width, image_size, width
@@ -127,8 +160,7 @@ class WideResNet(nn.Module):
         act: ActFactory = relu_factory,
     ) -> None:
         super().__init__()
-        if (depth - 4) % 6:
-            raise ValueError(f"depth={depth}: a WRN has depth 6n + 4 (e.g. 16, 22, 28)")
+        check_net_config({"arch": f"wrn_{depth}_{widen}", "image_size": image_size, "width": base})
         n = (depth - 4) // 6
         widths = [base * widen, 2 * base * widen, 4 * base * widen]
         self.conv1 = nn.Conv2d(in_channels, base, 3, 1, 1, bias=False)
@@ -162,14 +194,8 @@ def build_net(
     act: ActFactory = relu_factory,
 ) -> nn.Module:
     """``resnet18_in`` (``width`` default 64) or ``wrn_<depth>_<widen>`` (``width`` = base 16)."""
-    if arch == "resnet18_in":
+    wrn = parse_arch(arch)
+    if wrn is None:
         return ResNetIN((2, 2, 2, 2), num_classes, in_channels, image_size, width or 64, act)
-    if arch.startswith("wrn_"):
-        try:
-            depth, widen = (int(v) for v in arch.removeprefix("wrn_").split("_"))
-        except ValueError as err:
-            raise ValueError(
-                f"arch={arch!r}: write a WRN as wrn_<depth>_<widen>, e.g. wrn_22_8"
-            ) from err
-        return WideResNet(depth, widen, num_classes, in_channels, image_size, width or 16, act)
-    raise ValueError(f"arch={arch!r}: choose resnet18_in or wrn_<depth>_<widen> (wrn_22_8)")
+    depth, widen = wrn
+    return WideResNet(depth, widen, num_classes, in_channels, image_size, width or 16, act)

@@ -26,14 +26,19 @@ penalty on α pushes it to 0; ``binarize`` fixes the mask α > threshold (1e-2).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from effml.checks import check_choice, check_int, check_range, with_defaults
+from effml.errors import ConfigError
+from lightning_modules.base import check_op_backend
 from ops.polyact import PolyAct, dapa_coefficients, poly_act, ste_gate
 
 Shape = tuple[int, int, int]
+DAPA_SIGMAS = ("std", "variance")
 
 
 class ReluSite(nn.Module):
@@ -70,10 +75,19 @@ class AutoRepSite(nn.Module):
         backend: str | None = None,
     ) -> None:
         super().__init__()
-        if dapa_sigma not in ("std", "variance"):
-            raise ValueError(f"dapa_sigma={dapa_sigma!r}: choose 'std' or 'variance'")
-        if threshold < 0:
-            raise ValueError(f"threshold={threshold}: the hysteresis threshold must be >= 0")
+        self.check_config(
+            {
+                "scale": scale,
+                "threshold": threshold,
+                "dapa_steps": dapa_steps,
+                "dapa_every": dapa_every,
+                "var_min": var_min,
+                "dapa_sigma": dapa_sigma,
+                "dapa_rescale": dapa_rescale,
+                "momentum": momentum,
+                "backend": backend,
+            }
+        )
         self.shape = tuple(shape)
         channels = self.shape[0]
         self.threshold, self.dapa_steps, self.dapa_every = threshold, dapa_steps, dapa_every
@@ -88,6 +102,26 @@ class AutoRepSite(nn.Module):
             (channels, 1, 1), keep="relu", drop="poly", scale=scale, init="autorep", backend=backend
         )
         self.last_gate: torch.Tensor | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Hysteresis threshold >= 0; scale, var_min > 0; DaPa's steps >= 0, refresh period
+        >= 1, sigma choice and three rescale factors; momentum in (0, 1]; a known backend."""
+        cfg = with_defaults(cls, cfg)
+        check_range(cfg, "threshold", 0.0, None, example=0.003)
+        check_range(cfg, "scale", 0.0, None, low_open=True, example=0.1)
+        check_range(cfg, "var_min", 0.0, None, low_open=True, example=0.5)
+        check_int(cfg, "dapa_steps", minimum=0, example=500)
+        check_int(cfg, "dapa_every", minimum=1, example=10)
+        check_choice(cfg, "dapa_sigma", DAPA_SIGMAS)
+        check_range(cfg, "momentum", 0.0, 1.0, low_open=True, example=0.1)
+        check_op_backend(cfg)
+        rescale = cfg["dapa_rescale"]
+        if len(rescale) != 3 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in rescale
+        ):
+            problem = "must be three factors of the fitted (w0, w1, w2)"
+            raise ConfigError("dapa_rescale", list(rescale), problem, example=[1.0, 1.0, 1.0])
 
     def gate(self) -> torch.Tensor:
         """The 0/1 mask from aux and the previous mask (straight-through to aux)."""

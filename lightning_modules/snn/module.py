@@ -9,12 +9,15 @@ gradients). Logs ``{train,val,test}/{loss,acc}`` and ``val/acc_best``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 
+from effml.checks import check_choice, check_range, with_defaults
+from lightning_modules.base import check_op_backend
 from lightning_modules.classification import ClassificationModule
-from lightning_modules.snn.nets import ARCHS, BACKENDS, SpikingResNet, SpikingVGG
+from lightning_modules.snn.nets import ARCHS, LIF_RESETS, NODES, SpikingResNet, SpikingVGG
 
 
 class SpikingClassifier(ClassificationModule):
@@ -58,10 +61,7 @@ class SpikingClassifier(ClassificationModule):
         channels = [c if c == "M" else int(c) for c in channels]
         widths, blocks = [int(w) for w in widths], [int(b) for b in blocks]
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
-        if arch not in ARCHS:
-            raise ValueError(f"arch={arch!r}: choose one of {ARCHS}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend={backend!r}: choose one of {BACKENDS}")
+        self.check_config(self.hparams)
         node_kwargs = {
             "node": node,
             "tau": tau,
@@ -78,6 +78,27 @@ class SpikingClassifier(ClassificationModule):
             )
         else:
             self.net = SpikingResNet(*shapes, widths, blocks, time_steps, node_kwargs)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The classifier's (:class:`ClassificationModule`); known arch, node, reset and
+        backend; τ > 1, threshold, surrogate slope and (reversible nodes) γ > 0; the chosen
+        net's own rules (:meth:`SpikingVGG.check_config`, :meth:`SpikingResNet.check_config`)."""
+        super().check_config(cfg)
+        cfg = with_defaults(cls, cfg)
+        check_choice(cfg, "arch", ARCHS)
+        check_choice(cfg, "node", NODES)
+        check_choice(cfg, "lif_reset", LIF_RESETS)
+        check_op_backend(cfg)
+        check_range(cfg, "tau", 1.0, None, low_open=True, example=2.0)
+        check_range(cfg, "v_threshold", 0.0, None, low_open=True, example=1.0)
+        check_range(cfg, "surrogate_alpha", 0.0, None, low_open=True, example=4.0)
+        if cfg["node"] != "lif":
+            check_range(cfg, "gamma", 0.0, None, low_open=True, example=0.125)
+        if cfg["arch"] == "vgg":
+            SpikingVGG.check_config({k: cfg[k] for k in ("time_steps", "channels")})
+        else:
+            SpikingResNet.check_config({k: cfg[k] for k in ("time_steps", "widths", "blocks")})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, num_classes)

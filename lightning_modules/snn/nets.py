@@ -16,18 +16,19 @@ Nodes (``node=``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ops.revsnn import BACKENDS as OP_BACKENDS
+from effml.checks import check_int
+from effml.errors import ConfigError
 from ops.revsnn import ReversibleLIFNode
 
 NODES = ("reversible", "reversible_autograd", "lif")
 LIF_RESETS = ("hard", "soft")
 ARCHS = ("vgg", "resnet")
-BACKENDS = (None, *OP_BACKENDS)
 
 
 class SpikingJellyLIF(nn.Module):
@@ -81,6 +82,10 @@ def make_node(
     raise ValueError(f"node={node!r}: choose one of {NODES}")
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def fold(fn: nn.Module, x_seq: torch.Tensor) -> torch.Tensor:
     """Apply a per-frame module to a (T, B, ...) sequence through (T·B, ...)."""
     y = fn(x_seq.flatten(0, 1))
@@ -112,11 +117,15 @@ class SpikingNet(nn.Module):
 
     def __init__(self, time_steps: int, node_kwargs: dict) -> None:
         super().__init__()
-        if int(time_steps) < 1:
-            raise ValueError(f"time_steps={time_steps}: need at least one step")
+        SpikingNet.check_config({"time_steps": time_steps})
         self.time_steps = int(time_steps)
         self.node_kwargs = dict(node_kwargs)
         make_node(**self.node_kwargs)  # fail early on a bad node kind or constant
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """At least one time step."""
+        check_int(cfg, "time_steps", minimum=1, example=4)
 
     def node(self) -> nn.Module:
         return make_node(**self.node_kwargs)
@@ -153,8 +162,7 @@ class SpikingVGG(SpikingNet):
         node_kwargs: dict,
     ) -> None:
         super().__init__(time_steps, node_kwargs)
-        if not channels or channels[0] == "M":
-            raise ValueError(f"channels={list(channels)}: start with a width, e.g. [64, 'M', 128]")
+        self.check_config({"channels": channels})
         self.stem = ConvBN(in_channels, int(channels[0]))
         layers: list[nn.Module] = [self.node()]
         width, size = int(channels[0]), int(image_size)
@@ -166,9 +174,32 @@ class SpikingVGG(SpikingNet):
                 layers += [_Folded(ConvBN(width, int(entry))), self.node()]
                 width = int(entry)
         if size < 1:
-            raise ValueError(f"channels={list(channels)} pools a {image_size}-pixel image away")
+            raise ConfigError(
+                "channels",
+                list(channels),
+                f"pools a {image_size}-pixel image away",
+                fix="Use fewer M entries (each halves the image)",
+            )
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width * size * size, num_classes)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Time steps (:class:`SpikingNet`); ``channels`` positive widths and "M", a width
+        first."""
+        super().check_config(cfg)
+        channels = cfg.get("channels")
+        if channels is None:
+            return
+        entries = list(channels)
+        widths_ok = all(c == "M" or _positive_int(c) for c in entries)
+        if not entries or entries[0] == "M" or not widths_ok:
+            raise ConfigError(
+                "channels",
+                entries,
+                'must be positive widths and "M" (2×2 pooling); start with a width',
+                example=[64, "M", 128, "M"],
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.features(self.encode(x, self.stem))  # (T, B, C, h, w)
@@ -213,8 +244,7 @@ class SpikingResNet(SpikingNet):
         node_kwargs: dict,
     ) -> None:
         super().__init__(time_steps, node_kwargs)
-        if len(widths) != len(blocks) or not widths:
-            raise ValueError(f"widths={list(widths)} and blocks={list(blocks)}: one per stage")
+        self.check_config({"widths": widths, "blocks": blocks})
         self.stem = ConvBN(in_channels, int(widths[0]))
         self.stem_node = self.node()
         stages, c_in = [], int(widths[0])
@@ -225,6 +255,28 @@ class SpikingResNet(SpikingNet):
                 c_in = int(width)
         self.stages = nn.Sequential(*stages)
         self.classifier = nn.Linear(c_in, num_classes)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Time steps (:class:`SpikingNet`); ``widths`` and ``blocks`` positive integers, one
+        of each per stage."""
+        super().check_config(cfg)
+        widths, blocks = cfg.get("widths"), cfg.get("blocks")
+        for key, values, example in (
+            ("widths", widths, [32, 64, 128]),
+            ("blocks", blocks, [1, 1, 1]),
+        ):
+            if values is not None and not all(_positive_int(v) for v in values):
+                raise ConfigError(key, list(values), "must be positive integers", example)
+        if widths is not None and not widths:
+            raise ConfigError("widths", [], "needs at least one stage", example=[32, 64, 128])
+        if widths is not None and blocks is not None and len(widths) != len(blocks):
+            raise ConfigError(
+                "blocks",
+                list(blocks),
+                f"must give one per stage of widths={list(widths)}",
+                example=[1] * len(widths),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         z = self.stages(self.stem_node(self.encode(x, self.stem)))  # (T, B, C, h, w)

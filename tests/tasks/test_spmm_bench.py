@@ -12,7 +12,7 @@ import pytest
 from conftest import compose_cfg
 from omegaconf import OmegaConf
 
-from datamodules.errors import MissingDataError
+from effml.errors import MissingDataError
 from tasks.bench import MANIFEST_KEY
 from tasks.core import run_task
 
@@ -93,9 +93,9 @@ def test_dense_skipped_over_the_memory_limit(tmp_path: Path, cache_dir: Path) ->
     ("override", "message"),
     [
         ("bench.ops=[spmm,gemm]", "bench.ops="),
-        ("bench.baseline=reference", "bench.baseline='reference'"),
+        ("bench.baseline=reference", "bench.baseline=reference"),
         ("bench.widths=[0]", "bench.widths=[0]"),
-        ("bench.clock=gpu", "clock='gpu'"),
+        ("bench.clock=gpu", "clock=gpu"),
     ],
 )
 def test_bad_settings_fail_before_reading_data(

@@ -65,9 +65,9 @@ def test_sage_layer_is_mean_aggregation() -> None:
         ({"hidden_channels": 0}, "hidden_channels=0"),
         ({"num_layers": 0}, "num_layers=0"),
         ({"dropout": 1.0}, "dropout=1.0"),
-        ({"norm": "batch"}, "norm='batch'"),
-        ({"nonlinearity": "swish"}, "nonlinearity='swish'"),
-        ({"conv": "gat"}, "conv='gat'"),
+        ({"norm": "batch"}, "norm=batch"),
+        ({"nonlinearity": "swish"}, "nonlinearity=swish"),
+        ({"conv": "gat"}, "conv=gat"),
     ],
 )
 def test_gnn_rejects_bad_arguments(kwargs: dict, message: str) -> None:
@@ -124,7 +124,7 @@ def test_node_classifier_logs_its_metric(task_type: str, metric: str) -> None:
 
 
 def test_metric_must_fit_the_task() -> None:
-    with pytest.raises(ValueError, match="metric='acc' with task_type='multilabel'"):
+    with pytest.raises(ValueError, match="metric=acc: does not fit task_type=multilabel"):
         NodeClassifier(8, 4, partial(torch.optim.Adam), task_type="multilabel", metric="acc")
 
 

@@ -136,11 +136,11 @@ def test_bad_k_is_rejected_at_construction(k: object) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"conv": "gat"}, "conv='gat'"),
-        ({"nonlinearity": "gelu"}, "nonlinearity='gelu'"),
-        ({"norm": "batch"}, "norm='batch'"),
+        ({"conv": "gat"}, "conv=gat"),
+        ({"nonlinearity": "gelu"}, "nonlinearity=gelu"),
+        ({"norm": "batch"}, "norm=batch"),
         ({"dropout": 1.0}, "dropout=1.0"),
-        ({"backend": "cuda"}, "backend='cuda'"),
+        ({"backend": "cuda"}, "backend=cuda"),
         ({"num_layers": 0}, "num_layers=0"),
     ],
 )
@@ -173,9 +173,9 @@ def test_adjacency_is_built_once_per_graph() -> None:
 
 
 def test_stack_structure_refuses_maxk() -> None:
-    with pytest.raises(ValueError, match="model.structure=paper"):
+    with pytest.raises(ValueError, match="structure=paper"):
         NodeClassifier(IN, OUT, partial(torch.optim.Adam), nonlinearity="maxk")
-    with pytest.raises(ValueError, match="structure='pyg'"):
+    with pytest.raises(ValueError, match="structure=pyg"):
         NodeClassifier(IN, OUT, partial(torch.optim.Adam), structure="pyg")
 
 

@@ -67,7 +67,7 @@ def test_graph_conv_matches_the_einsum_definition() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"variant": "stgcn_9"}, "variant='stgcn_9'"),
+        ({"variant": "stgcn_9"}, "variant=stgcn_9"),
         ({"variant": "custom"}, "channels"),
         ({"in_channels": 2}, "takes 3 channels"),
     ],

@@ -116,13 +116,13 @@ def test_missing_spikingjelly_names_the_extra(monkeypatch: pytest.MonkeyPatch) -
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"node": "izhikevich"}, "node='izhikevich'"),
-        ({"arch": "vit"}, "arch='vit'"),
+        ({"node": "izhikevich"}, "node=izhikevich"),
+        ({"arch": "vit"}, "arch=vit"),
         ({"time_steps": 0}, "time_steps=0"),
         ({"channels": ["M", 4]}, "start with a width"),
         ({"channels": [4, "M", "M", "M", "M"]}, "pools a 8-pixel image away"),
         ({"gamma": -1.0}, "gamma=-1.0"),
-        ({"backend": "gpu"}, "backend='gpu'"),
+        ({"backend": "gpu"}, "backend=gpu"),
     ],
 )
 def test_bad_values_fail_at_construction(kwargs: dict, message: str) -> None:
