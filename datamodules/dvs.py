@@ -13,14 +13,19 @@ recordings; the test split doubles as validation, as in the SNN literature.
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import MissingDataError
+from datamodules.provenance import fingerprint, read_record, rebuild_reason, write_record
+from effml.checks import check_int, with_defaults
+from effml.errors import MissingDataError
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +53,12 @@ class FrameCollate:
 
 
 def prepare_root(data_dir: Path, cache_dir: Path, subdir: str) -> Path:
-    """A writable SpikingJelly root that links the raw data in; MissingDataError without it."""
-    source = data_dir / subdir
+    """A writable SpikingJelly root that links the raw data in; MissingDataError without it.
+
+    The root keeps a source record (the data folder and its raw files' sizes and mtimes);
+    what SpikingJelly extracted and converted there is deleted when the source changed.
+    """
+    source = (data_dir / subdir).resolve()
     download, events = source / "download", source / "events_np"
     have_raw = all((download / name).is_file() for name in RAW_FILES)
     if not have_raw and not events.is_dir():
@@ -58,12 +67,20 @@ def prepare_root(data_dir: Path, cache_dir: Path, subdir: str) -> Path:
             f"a converted {events}. IBM does not allow scripted downloads: fetch the four files "
             f"from {IBM_URL} (IBM Box folder) into {download}, or point DATA_DIR elsewhere"
         )
+    files = fingerprint(source, [download / name for name in RAW_FILES] if have_raw else None)
     root = cache_dir / "dvs128_gesture"
+    reason = rebuild_reason(read_record(root), source, files)
+    if reason and root.is_dir() and any(root.iterdir()):
+        log.info("DVS128 Gesture: rebuilding the cache %s: %s", root, reason)
+        shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     for name, target in (("download", download), ("events_np", events)):
         link = root / name
         if target.exists() and not link.exists():
-            link.symlink_to(target.resolve(), target_is_directory=True)
+            link.symlink_to(target, target_is_directory=True)
+    if reason:
+        write_record(root, source, files)
+    log.info("DVS128 Gesture: reading %s through the cache %s", source, root)
     return root
 
 
@@ -90,15 +107,19 @@ class DVS128GestureDataModule(pl.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        if frames_number < 1:
-            raise ValueError(f"datamodule.frames_number={frames_number}: must be >= 1")
-        if not 1 <= image_size <= SENSOR_SIZE:
-            raise ValueError(f"datamodule.image_size={image_size}: must be in [1, {SENSOR_SIZE}]")
-        if batch_size < 1:
-            raise ValueError(f"datamodule.batch_size={batch_size}: must be >= 1")
         self.save_hyperparameters(logger=False)
+        self.check_config(self.hparams)
         self.train_set: Dataset | None = None
         self.test_set: Dataset | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """Frames per recording, the sensor size fed to the net, and the loader sizes."""
+        cfg = with_defaults(cls, cfg)
+        check_int(cfg, "frames_number", minimum=1, example=16)
+        check_int(cfg, "image_size", minimum=1, maximum=SENSOR_SIZE, example=SENSOR_SIZE)
+        check_int(cfg, "batch_size", minimum=1, example=16)
+        check_int(cfg, "num_workers", minimum=0, example=0)
 
     def model_kwargs(self) -> dict:
         return {

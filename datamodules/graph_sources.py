@@ -18,8 +18,6 @@ and processed there by PyG or ogb.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import logging
 import os
 import shutil
@@ -27,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 from ogb.utils import url as ogb_url
 from torch_geometric.data import Data
@@ -36,14 +32,20 @@ from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
 from torch_geometric.data.storage import GlobalStorage
 from torch_geometric.utils import index_to_mask, scatter
 
-from datamodules.errors import MissingDataError
+from datamodules.provenance import (
+    check_cache_source,
+    download_error,
+    fingerprint,
+    read_record,
+    rebuild_reason,
+    write_record,
+)
+from effml.errors import MissingDataError
 
 log = logging.getLogger(__name__)
 
 EDGE_LIST = "edgelist"
 
-_CLASS_MEAN_STD = 0.25  # spread of generated class means against unit noise: learnable, not trivial
-_EDGE_CACHE_VERSION = 1  # bump when parsing changes so old caches are ignored
 _OGB_URL = "http://snap.stanford.edu/ogb/data/nodeproppred"
 
 
@@ -64,6 +66,7 @@ class _Source:
     folder: str  # relative to data_dir (prepared copy) and to cache_dir (processing root)
     required: tuple[str, ...]  # relative to folder: what a complete prepared copy holds
     how_to_get: str
+    download_url: str  # what a download fetches, named when it fails
     build: Callable[[str, Path], Data]  # (canonical name, cache_dir) -> graph
 
 
@@ -124,6 +127,7 @@ def _planetoid(name: str) -> _Source:
         f"Planetoid/{name}",
         tuple(f"raw/ind.{name.lower()}.{part}" for part in parts),
         "https://github.com/kimiyoung/planetoid/tree/master/data",
+        "https://github.com/kimiyoung/planetoid/raw/master/data",
         _build_planetoid,
     )
 
@@ -136,6 +140,7 @@ def _saint(name: str, task_type: str, metric: str) -> _Source:
         name,
         tuple(f"raw/{f}" for f in files),
         f"the GraphSAINT release (Google Drive ids in torch_geometric.datasets.{name})",
+        f"https://drive.google.com (the file ids in torch_geometric.datasets.{name})",
         _build_pyg,
     )
 
@@ -149,7 +154,7 @@ def _ogbn(name: str, task_type: str, metric: str, split: str, raw: tuple[str, ..
         "RELEASE_v1.txt",
     )
     how = f"{_OGB_URL}/{short}.zip, extracted and the folder renamed to {folder}"
-    return _Source(task_type, metric, folder, required, how, _build_ogbn)
+    return _Source(task_type, metric, folder, required, how, f"{_OGB_URL}/{short}.zip", _build_ogbn)
 
 
 _SOURCES: dict[str, _Source] = {
@@ -162,6 +167,7 @@ _SOURCES: dict[str, _Source] = {
         "Reddit",
         ("raw/reddit_data.npz", "raw/reddit_graph.npz"),
         "https://data.dgl.ai/dataset/reddit.zip, extracted into raw/",
+        "https://data.dgl.ai/dataset/reddit.zip",
         _build_pyg,
     ),
     "Flickr": _saint("Flickr", "multiclass", "acc"),
@@ -203,12 +209,34 @@ def _link_prepared(src: Path, dst: Path) -> None:
             shutil.copy2(file, target)
 
 
-def load_named_graph(name: str, data_dir: Path, cache_dir: Path) -> LoadedGraph:
+def _linked_folder(dst: Path, rel: str) -> Path | None:
+    """The prepared copy that ``dst/rel`` links into, or None when it is not a link."""
+    link = dst / rel
+    if not link.is_symlink():
+        return None
+    return link.resolve().parents[len(Path(rel).parts) - 1]
+
+
+def _refresh_processed(name: str, dst: Path, reason: str | None) -> None:
+    """Delete the processed files under ``dst`` when ``reason`` says they are out of date."""
+    if reason and (dst / "processed").exists():
+        log.info("%s: rebuilding the cache %s: %s", name, dst, reason)
+        shutil.rmtree(dst / "processed")
+
+
+def load_named_graph(
+    name: str, data_dir: Path, cache_dir: Path, require_source: bool = False
+) -> LoadedGraph:
     """Load a named dataset (not ``edgelist``) with its standard split.
 
+    The prepared copy in ``data_dir`` is used when complete; else a cache built earlier (with
+    a warning naming the folder it came from, or an error with ``require_source``); else a
+    download. The cache keeps a source record and is rebuilt when the raw files change.
+
     Raises:
-        MissingDataError: the prepared copy is incomplete and downloading failed; the message
-            names the folder, the missing files and how to obtain them.
+        MissingDataError: the prepared copy is incomplete and downloading failed (the message
+            names the folder, the missing files, each failed download and how to get the
+            files), or ``require_source`` and only a cache or a download could serve.
     """
     name = canonical_name(name)
     source = _SOURCES[name]
@@ -218,23 +246,54 @@ def load_named_graph(name: str, data_dir: Path, cache_dir: Path) -> LoadedGraph:
             link.unlink()
     missing = _missing(src, source.required)
     if not missing:
-        log.info("%s: using the prepared copy in %s", name, src)
+        files = fingerprint(src, [src / rel for rel in source.required])
+        reason = rebuild_reason(read_record(dst), src, files)
+        _refresh_processed(name, dst, reason)
         _link_prepared(src, dst)
-    elif _missing(dst, source.required):
-        log.info("%s: %s lacks %s; downloading into %s", name, src, ", ".join(missing), dst)
-    try:
         graph = source.build(name, cache_dir)
-    except Exception as err:
-        if not _missing(dst, source.required):
-            raise
-        raise MissingDataError(
-            f"{name}: no usable data. Looked in {src}, which lacks {', '.join(missing)}; "
-            f"the download into {dst} then failed ({type(err).__name__}: {err}). "
-            f"That folder is <data_dir>/{source.folder}, and <data_dir> is set by the DATA_DIR "
-            f"environment variable or the paths.data_dir config option (now {data_dir}). "
-            f"Fix: put the files there (from {source.how_to_get}), or run once with network "
-            f"access so that they are downloaded into the cache."
-        ) from err
+        if reason:
+            write_record(dst, src, files)
+        log.info("%s: read the prepared copy %s (processed in the cache %s)", name, src, dst)
+    elif not _missing(dst, source.required):
+        files = fingerprint(dst, [dst / rel for rel in source.required])
+        record = read_record(dst)
+        linked = _linked_folder(dst, source.required[0])
+        built_from = record.source if record else str(linked or f"{dst} (origin not recorded)")
+        check_cache_source(name, data_dir, src, dst, built_from, require_source)
+        reason = rebuild_reason(record, built_from, files)
+        _refresh_processed(name, dst, reason)
+        graph = source.build(name, cache_dir)
+        if reason:
+            write_record(dst, built_from, files)
+    else:
+        where = (
+            f"Looked in {src}, which lacks {', '.join(missing)}. That folder is "
+            f"<data_dir>/{source.folder}, and <data_dir> is set by the DATA_DIR environment "
+            f"variable or the paths.data_dir config option (now {data_dir})."
+        )
+        if require_source:
+            raise MissingDataError(
+                f"{name}: no data. {where} datamodule.require_source=true rules out a "
+                f"download. Fix: put the files there (from {source.how_to_get})."
+            )
+        log.info("%s: %s lacks %s; downloading into %s", name, src, ", ".join(missing), dst)
+        try:
+            graph = source.build(name, cache_dir)
+        except Exception as err:
+            if not _missing(dst, source.required):
+                raise
+            failures = [(source.download_url, err)]
+        else:
+            failures = []
+        if failures:
+            raise download_error(
+                f"{name}: no usable data. {where} Fix: put the files there (from "
+                f"{source.how_to_get}), or run once with network access so that they are "
+                f"downloaded into the cache {dst}.",
+                failures,
+            ) from None
+        write_record(dst, source.download_url, fingerprint(dst, [dst / r for r in source.required]))
+        log.info("%s: downloaded from %s into the cache %s", name, source.download_url, dst)
     multilabel = source.task_type == "multilabel"
     y = graph.y.float() if multilabel else graph.y.view(-1).long()
     data = Data(
@@ -247,164 +306,3 @@ def load_named_graph(name: str, data_dir: Path, cache_dir: Path) -> LoadedGraph:
     )
     num_classes = y.size(1) if multilabel else int(y.max()) + 1
     return LoadedGraph(data, num_classes, source.task_type, source.metric)
-
-
-@dataclass(frozen=True)
-class EdgeList:
-    """Edges parsed from a file: ``edge_index`` (2, E) over nodes 0..num_nodes-1, as listed."""
-
-    edge_index: torch.Tensor
-    num_nodes: int
-
-
-def read_edge_list_header(path: Path) -> dict[str, str]:
-    """Return the ``# key: value`` lines at the top of an edge-list file, keys lower-cased."""
-    header: dict[str, str] = {}
-    with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as lines:
-        for line in lines:
-            if not line.startswith("#"):
-                break
-            key, colon, value = line[1:].partition(":")
-            if colon:
-                header[key.strip().lower()] = value.strip()
-    return header
-
-
-def parse_edge_list(path: Path) -> EdgeList:
-    """Parse an edge-list file (the formats ``read_edge_list`` takes) without caching."""
-    header = read_edge_list_header(path)
-    is_csv = path.name.endswith((".csv", ".csv.gz"))
-    has_column_names = False
-    if is_csv:
-        first = pd.read_csv(path, header=None, nrows=1, comment="#", dtype=str)
-        has_column_names = not str(first.iloc[0, 0]).strip().lstrip("-").isdigit()
-    try:
-        frame = pd.read_csv(
-            path,
-            sep="," if is_csv else r"\s+",
-            header=0 if has_column_names else None,
-            comment="#",
-            usecols=[0, 1],
-            dtype=np.int64,
-            engine="c",
-        )
-    except (ValueError, pd.errors.EmptyDataError) as err:
-        raise ValueError(
-            f"Cannot parse {path} as an edge list ('src dst' integer ids a line, "
-            f"'#' comments{', comma-separated' if is_csv else ''}): {err}"
-        ) from err
-    if frame.empty:
-        raise ValueError(f"{path} lists no edges.")
-    ids = frame.to_numpy().T  # (2, E)
-    declared = header.get("nodes", "")
-    if declared.isdigit():  # the *.edges.gz header: 0-based ids, isolated nodes counted
-        num_nodes = int(declared)
-        if ids.min() < 0 or ids.max() >= num_nodes:
-            raise ValueError(
-                f"{path}: header says nodes: {num_nodes}, but ids run from "
-                f"{ids.min()} to {ids.max()}; fix the header or the ids."
-            )
-    else:
-        uniq, ids = np.unique(ids, return_inverse=True)
-        ids = ids.reshape(2, -1)
-        num_nodes = len(uniq)
-        if uniq[0] != 0 or uniq[-1] != num_nodes - 1:
-            log.info(
-                "%s: relabelled %d node ids (%d..%d) to 0..%d",
-                path.name,
-                num_nodes,
-                uniq[0],
-                uniq[-1],
-                num_nodes - 1,
-            )
-    return EdgeList(torch.from_numpy(np.ascontiguousarray(ids)), num_nodes)
-
-
-def read_edge_list(path: Path, cache_dir: Path) -> EdgeList:
-    """Parse an edge-list file, cached as ``.pt`` in ``cache_dir`` keyed by path and mtime.
-
-    Formats: ``*.edges.gz`` (``# nodes: N`` header, 0-based ids), SNAP ``.txt``/``.txt.gz``
-    (whitespace-separated, ``#`` comments) and ``.csv``/``.csv.gz`` (optional column-name row).
-    Without a ``# nodes:`` header the ids are relabelled to 0..N-1 in sorted order.
-    """
-    path = path.resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_mtime_ns}|{stat.st_size}|{_EDGE_CACHE_VERSION}"
-    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-    cache_file = cache_dir / "edge_lists" / f"{path.name.split('.')[0]}-{digest}.pt"
-    if cache_file.is_file():
-        cached = torch.load(cache_file, weights_only=True)
-        log.info("%s: edges read from the cache %s", path.name, cache_file)
-        return EdgeList(cached["edge_index"], cached["num_nodes"])
-    edges = parse_edge_list(path)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-    torch.save({"edge_index": edges.edge_index, "num_nodes": edges.num_nodes}, partial)
-    os.replace(partial, cache_file)
-    return edges
-
-
-def _load_array(path: Path, what: str, shape: str, ndim: int, num_nodes: int) -> np.ndarray:
-    array = np.load(path)
-    if array.ndim != ndim or array.shape[0] != num_nodes:
-        raise ValueError(
-            f"{what} {path} has shape {array.shape}; expected {shape} with "
-            f"N={num_nodes} nodes, one row per node id of the edge list."
-        )
-    return array
-
-
-def load_edge_list_graph(
-    path: Path,
-    cache_dir: Path,
-    num_features: int,
-    num_classes: int,
-    split: tuple[float, float],
-    seed: int,
-    features_file: Path | None = None,
-    labels_file: Path | None = None,
-) -> LoadedGraph:
-    """Load an edge list with given or generated features, labels and a random split.
-
-    Generated labels are uniform over ``num_classes``; generated features are unit Gaussian
-    noise plus a per-class mean, float32. Labels, features and the split come from three
-    independent streams of ``seed``, so the split depends only on ``seed``, N and ``split``.
-    """
-    edges = read_edge_list(path, cache_dir)
-    n = edges.num_nodes
-    label_rng, feature_rng, split_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
-    )
-    if labels_file is not None:
-        labels = _load_array(labels_file, "labels_file", "(N,) integer labels", 1, n)
-        if labels.dtype.kind not in "iu" or labels.min() < 0:
-            raise ValueError(
-                f"labels_file {labels_file} must hold integers >= 0 "
-                f"(dtype {labels.dtype}, min {labels.min()})."
-            )
-        num_classes = int(labels.max()) + 1
-    else:
-        labels = label_rng.integers(num_classes, size=n)
-    if features_file is not None:
-        x = _load_array(features_file, "features_file", "(N, F) features", 2, n)
-    else:
-        means = _CLASS_MEAN_STD * feature_rng.standard_normal((num_classes, num_features))
-        x = feature_rng.standard_normal((n, num_features)) + means[labels]
-    order = torch.from_numpy(split_rng.permutation(n))
-    n_train, n_val = round(split[0] * n), round(split[1] * n)
-    masks = [torch.zeros(n, dtype=torch.bool) for _ in range(3)]
-    for mask, part in zip(
-        masks,
-        (order[:n_train], order[n_train : n_train + n_val], order[n_train + n_val :]),
-        strict=True,
-    ):
-        mask[part] = True
-    data = Data(
-        x=torch.from_numpy(np.asarray(x, dtype=np.float32)),
-        y=torch.from_numpy(labels.astype(np.int64)),
-        edge_index=edges.edge_index,
-        train_mask=masks[0],
-        val_mask=masks[1],
-        test_mask=masks[2],
-    )
-    return LoadedGraph(data, num_classes, "multiclass", "acc")

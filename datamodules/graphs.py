@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
@@ -14,14 +15,16 @@ from torch_geometric.data import Data
 from torch_geometric.transforms import NormalizeFeatures
 from torch_geometric.utils import add_self_loops, coalesce, remove_self_loops, to_undirected
 
-from datamodules.errors import MissingDataError
+from datamodules.edge_lists import load_edge_list_graph
 from datamodules.graph_sources import (
     EDGE_LIST,
+    GRAPH_NAMES,
     LoadedGraph,
     canonical_name,
-    load_edge_list_graph,
     load_named_graph,
 )
+from effml.checks import check_int, with_defaults
+from effml.errors import ConfigError, MissingDataError
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +34,21 @@ def _whole_graph(graph: Data) -> Data:
     return graph
 
 
-def _check_split(split: Sequence[float]) -> tuple[float, float]:
-    fractions = tuple(float(f) for f in split)
-    if len(fractions) != 2 or not (
-        fractions[0] > 0 and fractions[1] > 0 and fractions[0] + fractions[1] < 1
-    ):
-        raise ValueError(
-            f"split={list(split)} is not a valid [train, val] pair of fractions: "
-            f"need train > 0, val > 0 and train + val < 1 (the rest is test), "
-            f"e.g. split=[0.6, 0.2]."
+def _check_split(split: Any) -> None:
+    """``split`` is a ``[train, val]`` pair with train > 0, val > 0 and train + val < 1."""
+    try:
+        train, val = (float(f) for f in split)
+        valid = train > 0 and val > 0 and train + val < 1
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            "split",
+            list(split) if isinstance(split, (list, tuple)) else split,
+            "not a [train, val] pair of fractions with train > 0, val > 0 and "
+            "train + val < 1 (the rest is test)",
+            example=[0.6, 0.2],
         )
-    return fractions[0], fractions[1]
 
 
 def _check_file(path: str | None, data_dir: Path, option: str) -> Path | None:
@@ -77,6 +84,8 @@ class GraphDataModule(pl.LightningDataModule):
         labels_file: ``edgelist`` only: ``.npy`` (N,) integer labels instead of generated ones.
         split: ``edgelist`` only: train and val fractions of a random split; the rest is test.
         seed: ``edgelist`` only: seeds the generated labels, features and split.
+        require_source: named datasets only: fail when ``data_dir`` lacks the dataset instead
+            of reading a cache built from another folder (with a warning) or downloading.
     """
 
     def __init__(
@@ -94,49 +103,70 @@ class GraphDataModule(pl.LightningDataModule):
         labels_file: str | None = None,
         split: Sequence[float] = (0.6, 0.2),
         seed: int = 0,
+        require_source: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
+        self.check_config(self.hparams)
         self.name = canonical_name(name)
-        if data_dir is None or cache_dir is None:
-            raise ValueError(
-                f"data_dir={data_dir!r}, cache_dir={cache_dir!r}: both must be paths; "
-                f"set DATA_DIR (or paths.data_dir) and paths.cache_dir."
-            )
         self.data_dir = Path(os.path.abspath(os.path.expanduser(data_dir)))
         self.cache_dir = Path(os.path.abspath(os.path.expanduser(cache_dir)))
-        self.split = _check_split(split)
+        self.split = (float(split[0]), float(split[1]))
         self.self_loops, self.to_undirected = bool(self_loops), bool(to_undirected)
         self.normalize_features = bool(normalize_features)
         self.seed = int(seed)
-        edge_list_only = {
-            "edge_file": edge_file,
-            "features_file": features_file,
-            "labels_file": labels_file,
-        }
-        if self.name == EDGE_LIST:
-            if edge_file is None:
-                raise ValueError(
-                    "name='edgelist' needs edge_file=<path to *.edges.gz, SNAP .txt "
-                    "or .csv>, absolute or relative to data_dir."
-                )
-            if int(num_features) < 1 or int(num_classes) < 2:
-                raise ValueError(
-                    f"num_features={num_features}, num_classes={num_classes}: need "
-                    f"num_features >= 1 and num_classes >= 2."
-                )
-        else:
-            given = [f"{key}={value!r}" for key, value in edge_list_only.items() if value]
-            if given:
-                raise ValueError(
-                    f"{', '.join(given)} only apply to name='edgelist', not "
-                    f"name={self.name!r}; remove them or set name='edgelist'."
-                )
+        self.require_source = bool(require_source)
         self.edge_file = _check_file(edge_file, self.data_dir, "edge_file")
         self.features_file = _check_file(features_file, self.data_dir, "features_file")
         self.labels_file = _check_file(labels_file, self.data_dir, "labels_file")
         self._generated_width, self._generated_classes = int(num_features), int(num_classes)
         self._graph: LoadedGraph | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The name, the split, the paths and the options that fit only edge lists."""
+        cfg = with_defaults(cls, cfg)
+        name = cfg.get("name")
+        try:
+            name = canonical_name(name)
+        except ValueError:
+            raise ConfigError(
+                "name",
+                name,
+                f"unknown graph dataset; choose one of {', '.join(GRAPH_NAMES)} (case-insensitive)",
+                example="Cora",
+            ) from None
+        for key in ("data_dir", "cache_dir"):
+            if cfg.get(key) is None:
+                raise ConfigError(
+                    key,
+                    None,
+                    "must be a path",
+                    fix="Set DATA_DIR (or paths.data_dir) and "
+                    "paths.cache_dir (or EFFML_CACHE_DIR).",
+                )
+        _check_split(cfg["split"])
+        check_int(cfg, "seed", minimum=0, example=0)
+        if name == EDGE_LIST:
+            if cfg.get("edge_file") is None:
+                raise ConfigError(
+                    "edge_file",
+                    None,
+                    "name=edgelist needs the edge list (*.edges.gz, SNAP .txt or .csv), "
+                    "absolute or relative to data_dir",
+                    example="graphs/wiki-squirrel.edges.gz",
+                )
+            check_int(cfg, "num_features", minimum=1, example=64)
+            check_int(cfg, "num_classes", minimum=2, example=8)
+            return
+        for key in ("edge_file", "features_file", "labels_file"):
+            if cfg.get(key):
+                raise ConfigError(
+                    key,
+                    cfg[key],
+                    f"only applies to name=edgelist, not name={name}",
+                    fix=f"Remove {key} or set name=edgelist.",
+                )
 
     def setup(self, stage: str | None = None) -> None:
         """Load the graph once and apply the structural options."""
@@ -156,7 +186,7 @@ class GraphDataModule(pl.LightningDataModule):
                 self.labels_file,
             )
         else:
-            graph = load_named_graph(self.name, self.data_dir, self.cache_dir)
+            graph = load_named_graph(self.name, self.data_dir, self.cache_dir, self.require_source)
         data = graph.data
         n, edges_read = data.num_nodes, data.edge_index.size(1)
         edge_index = data.edge_index

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datamodules.errors import MissingDataError
+from datamodules.provenance import download_error
+from effml.errors import MissingDataError
 
 Arrays = tuple[np.ndarray, np.ndarray, list[str]]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -249,22 +250,49 @@ def read_images(data_dir: Path, name: str, split: str) -> Arrays:
     raise ValueError(f"datamodule.name={name!r}: expected one of {sorted(SPECS)}")
 
 
-def download(data_dir: Path, name: str) -> None:
-    """Fetch ``name`` into ``data_dir`` in a layout the readers understand (needs a network)."""
+def _downloads(data_dir: Path, name: str) -> list[tuple[list[str], Path, str, str | None]]:
+    """What ``download`` fetches: (mirror URLs, folder, file name, md5) per archive."""
     import torchvision.datasets as tvd
+
+    if name in ("cifar10", "cifar100"):
+        dataset = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+        return [([dataset.url], data_dir, dataset.filename, dataset.tgz_md5)]
+    if name == "mnist":
+        raw = data_dir / "MNIST" / "raw"
+        return [
+            ([mirror + file for mirror in tvd.MNIST.mirrors], raw, file, md5)
+            for file, md5 in tvd.MNIST.resources
+        ]
+    if name == "tinyimagenet":
+        url = SPECS[name].url
+        return [([url], data_dir, url.rsplit("/", 1)[1], None)]
+    raise ValueError(f"no download for {name!r}")
+
+
+def download(data_dir: Path, name: str) -> None:
+    """Fetch ``name`` into ``data_dir`` in a layout the readers understand (needs a network).
+
+    Raises:
+        MissingDataError: an archive could not be fetched from any mirror; one line per
+            failed URL.
+    """
     from torchvision.datasets.utils import download_and_extract_archive
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    if name == "cifar10":
-        tvd.CIFAR10(str(data_dir), download=True)
-    elif name == "cifar100":
-        tvd.CIFAR100(str(data_dir), download=True)
-    elif name == "mnist":
-        tvd.MNIST(str(data_dir), download=True)
-    elif name == "tinyimagenet":
-        download_and_extract_archive(SPECS[name].url, str(data_dir))
-    else:
-        raise ValueError(f"no download for {name!r}")
+    failures: list[tuple[str, BaseException]] = []
+    for urls, folder, file, md5 in _downloads(data_dir, name):
+        for url in urls:
+            try:
+                download_and_extract_archive(url, str(folder), filename=file, md5=md5)
+                break
+            except Exception as err:  # network, HTTP, checksum: each tried URL is reported
+                failures.append((url, err))
+        else:
+            raise download_error(
+                f"{name}: the download into {data_dir} failed, so the dataset is absent. Fix: "
+                f"run with network access, or put one of the layouts the readers understand "
+                f"into DATA_DIR (or datamodule.data_dir) yourself ({SPECS[name].url}).",
+                failures,
+            ) from None
 
 
 def _missing(name: str, looked: list[Path]) -> MissingDataError:

@@ -1,8 +1,9 @@
 """Small-image classification data (CIFAR-10/100, MNIST, Tiny-ImageNet) for AutoReP, SNL
 and the spiking nets.
 
-Images are decoded once into uint8 arrays cached under ``cache_dir/images`` (keyed by the
-source files' names, sizes and times), so 50k small JPEGs cost one decode, not one per epoch.
+Images are decoded once into uint8 arrays cached under ``cache_dir/images`` (one file per
+source, with a record of the source files' names, sizes and times: a changed source is decoded
+again), so 50k small JPEGs cost one decode, not one per epoch.
 Batches are augmented and normalised as whole tensors in the loader's collate function:
 random crop with zero padding (4 px at 32×32) and horizontal flip for training, as in the
 ResNet/SNL/AutoReP recipes; evaluation batches are only normalised.
@@ -14,16 +15,26 @@ import hashlib
 import logging
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import MissingDataError
 from datamodules.image_sources import SPECS, ImageSpec, download, locate, read_images
+from datamodules.provenance import (
+    Fingerprint,
+    fingerprint,
+    read_record,
+    rebuild_reason,
+    write_record,
+)
+from effml.checks import check_choice, check_int, with_defaults
+from effml.errors import ConfigError, MissingDataError
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +139,36 @@ class ImageDataModule(pl.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if name not in SPECS:
-            raise ValueError(f"datamodule.name={name!r}: expected one of {sorted(SPECS)}")
-        if batch_size < 1:
-            raise ValueError(f"datamodule.batch_size={batch_size}: must be >= 1")
         self.save_hyperparameters(logger=False)
+        self.check_config(self.hparams)
         self.spec: ImageSpec = SPECS[name]
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir) / "images"
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The dataset name, loader sizes, and subsets of at least one image per class."""
+        cfg = with_defaults(cls, cfg)
+        check_choice(cfg, "name", sorted(SPECS))
+        check_int(cfg, "batch_size", minimum=1, example=128)
+        check_int(cfg, "eval_batch_size", minimum=1, example=512)
+        check_int(cfg, "num_workers", minimum=0, example=0)
+        check_int(cfg, "val_size", minimum=0, example=5000)
+        check_int(cfg, "seed", minimum=0, example=0)
+        classes = SPECS[cfg["name"]].num_classes
+        if 0 < cfg["val_size"] < classes:
+            raise ConfigError(
+                "val_size",
+                cfg["val_size"],
+                f"holds out no image per class ({classes} classes): use 0 (validate on the "
+                f"test set) or at least {classes}",
+                example=5000,
+            )
+        for key in ("train_subset", "test_subset"):
+            check_int(cfg, key, minimum=classes, example=100 * classes)
 
     @property
     def num_classes(self) -> int:
@@ -151,8 +181,8 @@ class ImageDataModule(pl.LightningDataModule):
             "image_size": self.spec.size,
         }
 
-    def _cache_path(self, split: str) -> Path:
-        """Keyed by the source's path, size and time: a changed source is decoded again."""
+    def _source(self, split: str) -> tuple[Path, Fingerprint]:
+        """The file or folder ``split`` is read from and its files' fingerprint."""
         try:
             source = locate(self.data_dir, self.hparams.name, split)
         except MissingDataError:
@@ -160,21 +190,25 @@ class ImageDataModule(pl.LightningDataModule):
                 raise
             download(self.data_dir, self.hparams.name)
             source = locate(self.data_dir, self.hparams.name, split)
-        stat = source.stat()
-        key = f"{source.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
-        digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-        return self.cache_dir / f"{self.hparams.name}_{split}_{digest}.npz"
+        source = source.resolve()
+        if source.is_dir():
+            return source, fingerprint(source)
+        return source, fingerprint(source.parent, [source])
 
     def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Decoded ``(images, labels)`` of ``split``, from the cache when it is there."""
-        path = self._cache_path(split)
-        if path.is_file():
+        """Decoded ``(images, labels)`` of ``split``, from the cache when it is current."""
+        name = self.hparams.name
+        source, files = self._source(split)
+        digest = hashlib.sha1(str(source).encode()).hexdigest()[:12]
+        path = self.cache_dir / f"{name}_{split}_{digest}.npz"
+        reason = rebuild_reason(read_record(path), source, files)
+        if path.is_file() and reason is None:
+            log.info("%s %s: read from the cache %s, built from %s", name, split, path, source)
             with np.load(path) as cached:
                 return cached["images"], cached["labels"]
-        images, labels, _ = read_images(self.data_dir, self.hparams.name, split)
-        log.info(
-            "Decoded %d %s %s images; caching in %s", len(labels), self.hparams.name, split, path
-        )
+        if path.is_file():
+            log.info("%s %s: rebuilding the cache %s: %s", name, split, path, reason)
+        images, labels, _ = read_images(self.data_dir, name, split)
         path.parent.mkdir(parents=True, exist_ok=True)
         # a name of its own per writer: two runs started together (a multirun, a job array)
         # both decode and cache, and a shared temporary name made the slower rename fail
@@ -184,6 +218,10 @@ class ImageDataModule(pl.LightningDataModule):
             tmp.replace(path)  # atomic; the last writer wins with the same content
         finally:
             tmp.unlink(missing_ok=True)
+        write_record(path, source, files)
+        log.info(
+            "%s %s: decoded %d images from %s, cached in %s", name, split, len(labels), source, path
+        )
         return images, labels
 
     def setup(self, stage: str | None = None) -> None:

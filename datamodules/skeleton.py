@@ -1,5 +1,5 @@
-"""NTU RGB+D skeletons: the raw ``.skeleton`` reader, sample names and benchmark splits,
-ST-GCN's augmentations, and the datamodule over ST-GCN's prepared arrays.
+"""NTU RGB+D skeletons: ST-GCN's augmentations and the datamodule over ST-GCN's prepared arrays
+(the raw ``.skeleton`` files are read by :mod:`datamodules.ntu_raw`).
 
 Prepared layout (ST-GCN's ``tools/ntu_gendata.py``, written by ``scripts/prepare_ntu.py``)::
 
@@ -17,116 +17,23 @@ import logging
 import math
 import os
 import pickle
-import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import MissingDataError
+from datamodules.ntu_raw import NUM_JOINTS
+from effml.checks import check_choice, check_int, check_range, with_defaults
+from effml.errors import ConfigError, MissingDataError
 
 log = logging.getLogger(__name__)
 
-NUM_JOINTS = 25
-MAX_BODIES = 2
-MAX_FRAMES = 300
-SPINE_JOINT = 1
-NTU60_XSUB_TRAIN_SUBJECTS = frozenset(
-    (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)
-)
-# NTU RGB+D 120 (Liu et al., TPAMI 2019), cross-subject: the 53 training subjects
-NTU120_XSUB_TRAIN_SUBJECTS = NTU60_XSUB_TRAIN_SUBJECTS | frozenset(
-    (45, 46, 47, 49, 50, 52, 53, 54, 55, 56, 57, 58, 59, 70, 74, 78, 80, 81, 82, 83, 84, 85)
-    + (86, 89, 91, 92, 93, 94, 95, 97, 98, 100, 103)
-)
-XVIEW_TRAIN_CAMERAS = frozenset((2, 3))
-NTU60_NUM_ACTIONS = 60
-NTU60_NUM_SETUPS = 17
-BENCHMARKS = {"ntu60": ("xview", "xsub"), "ntu120": ("xsub", "xset")}
 DATA_FILES = ("train_data.npy", "train_label.pkl", "val_data.npy", "val_label.pkl")
 ROSE_LAB_URL = "https://rose1.ntu.edu.sg/dataset/actionRecognition/"
-_NAME = re.compile(r"S(\d{3})C(\d{3})P(\d{3})R(\d{3})A(\d{3})")
-
-
-def read_ntu_skeleton(path: str | os.PathLike, max_bodies: int = MAX_BODIES) -> np.ndarray:
-    """Joint x, y, z (metres, camera frame) of the first ``max_bodies`` bodies of each frame.
-
-    The text format: the frame count; per frame a body count; per body one line of 10 body
-    values, the joint count (25), then one line of 12 values per joint, x y z first. Bodies a
-    frame lacks stay zero, as in ST-GCN's ``read_xyz``.
-
-    Shapes:
-        returns (3, T, 25, max_bodies) float32
-    """
-    lines = Path(path).read_text().split("\n")
-    num_frames = int(lines[0])
-    data = np.zeros((3, num_frames, NUM_JOINTS, max_bodies), dtype=np.float32)
-    row = 1
-    for frame in range(num_frames):
-        num_bodies = int(lines[row])
-        row += 1
-        for body in range(num_bodies):
-            num_joints = int(lines[row + 1])
-            if body < max_bodies:
-                joints = lines[row + 2 : row + 2 + min(num_joints, NUM_JOINTS)]
-                xyz = np.array([line.split()[:3] for line in joints], dtype=np.float64)
-                data[:, frame, : len(joints), body] = xyz.T  # (3, V)
-            row += 2 + num_joints
-    return data
-
-
-@dataclass(frozen=True)
-class NtuSample:
-    """The fields of an NTU sample name ``SsssCcccPpppRrrrAaaa`` (all 1-based)."""
-
-    setup: int
-    camera: int
-    subject: int
-    replication: int
-    action: int
-
-    @property
-    def label(self) -> int:
-        """The 0-based class index."""
-        return self.action - 1
-
-
-def parse_ntu_name(name: str | os.PathLike) -> NtuSample:
-    """Parse ``S001C002P003R002A013`` (a bare name, a ``.skeleton`` file name or a path)."""
-    match = _NAME.search(Path(name).name)
-    if match is None:
-        raise ValueError(
-            f"{str(name)!r} is not an NTU RGB+D sample name: expected SsssCcccPpppRrrrAaaa, "
-            f"e.g. S001C002P003R002A013.skeleton"
-        )
-    return NtuSample(*(int(group) for group in match.groups()))
-
-
-def check_benchmark(dataset: str, benchmark: str) -> None:
-    """Raise unless ``benchmark`` belongs to ``dataset`` (ntu60: xview/xsub; ntu120: xsub/xset)."""
-    if dataset not in BENCHMARKS:
-        raise ValueError(f"dataset={dataset!r}: choose one of {sorted(BENCHMARKS)}")
-    if benchmark not in BENCHMARKS[dataset]:
-        raise ValueError(
-            f"benchmark={benchmark!r} is not a {dataset} benchmark: choose one of "
-            f"{list(BENCHMARKS[dataset])}"
-        )
-
-
-def is_training_sample(sample: NtuSample, benchmark: str, dataset: str = "ntu60") -> bool:
-    """Benchmark split: xview trains on cameras 2, 3; xsub on the paper's training subjects
-    (20 for NTU-60, 53 for NTU-120); xset (NTU-120) on even setup ids."""
-    check_benchmark(dataset, benchmark)
-    if benchmark == "xview":
-        return sample.camera in XVIEW_TRAIN_CAMERAS
-    if benchmark == "xset":
-        return sample.setup % 2 == 0
-    subjects = NTU60_XSUB_TRAIN_SUBJECTS if dataset == "ntu60" else NTU120_XSUB_TRAIN_SUBJECTS
-    return sample.subject in subjects
 
 
 def random_shift(x: torch.Tensor) -> torch.Tensor:
@@ -172,24 +79,24 @@ def random_move(
     return moved
 
 
-def check_window(window: Sequence[int] | None) -> tuple[int, int] | None:
-    """``[start, end)`` frames as ints, or None for whole clips."""
+def _check_window(cfg: Mapping[str, Any]) -> None:
+    """``window`` is ``[start, end]`` frames with 0 <= start < end, or None for whole clips."""
+    window = cfg.get("window")
     if window is None:
-        return None
-    bounds = tuple(int(b) for b in window)
-    if len(bounds) != 2 or not 0 <= bounds[0] < bounds[1]:
-        raise ValueError(
-            f"window={list(window)}: need [start, end] with 0 <= start < end, e.g. [22, 278]"
-            f" (LinGCN's 256-frame crop), or null for whole clips"
+        return
+    try:
+        start, end = (int(b) for b in window)
+        valid = 0 <= start < end
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ConfigError(
+            "window",
+            list(window) if isinstance(window, (list, tuple)) else window,
+            "need [start, end] with 0 <= start < end (LinGCN's 256-frame crop is [22, 278]), "
+            "or null for whole clips",
+            example=[22, 278],
         )
-    return bounds
-
-
-def check_fraction(value: float, name: str) -> float:
-    """A fraction in [0, 1)."""
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{name}={value}: must be in [0, 1), e.g. {name}=0.05")
-    return float(value)
 
 
 def skeleton_model_kwargs(num_classes: int, num_frames: int) -> dict:
@@ -282,19 +189,33 @@ class NTUSkeletonDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        if data_dir is None:
-            raise ValueError("data_dir=None: set DATA_DIR (or paths.data_dir) to the data root")
+        self.check_config(self.hparams)
         self.data_dir = Path(os.path.abspath(os.path.expanduser(data_dir)))
         self.subdir = str(subdir)
         self.folder = self.data_dir / self.subdir
-        self.window = check_window(window)
+        self.window = None if window is None else (int(window[0]), int(window[1]))
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
         self.num_classes = int(num_classes)
-        self.val_fraction = check_fraction(val_fraction, "val_fraction")
+        self.val_fraction = float(val_fraction)
         self.seed = int(seed)
         self.random_shift, self.random_move = bool(random_shift), bool(random_move)
         self.splits: dict[str, PreparedSkeletons] = {}
         self.check()
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any]) -> None:
+        """The data root, the frame window, loader sizes, classes and the held-out part."""
+        cfg = with_defaults(cls, cfg)
+        if cfg.get("data_dir") is None:
+            raise ConfigError(
+                "data_dir", None, "must be a path", fix="Set DATA_DIR or paths.data_dir."
+            )
+        _check_window(cfg)
+        check_int(cfg, "batch_size", minimum=1, example=64)
+        check_int(cfg, "num_workers", minimum=0, example=0)
+        check_choice(cfg, "num_classes", [60, 120])
+        check_range(cfg, "val_fraction", 0.0, 1.0, high_open=True, example=0.05)
+        check_int(cfg, "seed", minimum=0, example=0)
 
     def check(self) -> None:
         """Raise :class:`MissingDataError` unless all four prepared files exist."""

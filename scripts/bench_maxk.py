@@ -44,7 +44,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from datamodules.errors import MissingDataError
+from effml.errors import MissingDataError
 from ops.maxk import cbsr_to_dense, decode_indices, maxk, maxk_aggregate, spgemm, sspmm
 from ops.sparse import CsrAdjacency, spmm
 from tasks.bench import (

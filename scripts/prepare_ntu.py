@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datamodules.skeleton import (
+from datamodules.ntu_raw import (
     BENCHMARKS,
     MAX_BODIES,
     MAX_FRAMES,

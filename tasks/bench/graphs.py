@@ -2,7 +2,7 @@
 
 Resolution, first match wins:
 
-1. a path to an edge file (any format ``datamodules.graph_sources.parse_edge_list`` reads);
+1. a path to an edge file (any format ``datamodules.edge_lists.parse_edge_list`` reads);
 2. NAME → ``<data_dir>/graphs/NAME.edges.gz`` (``# nodes: N`` / ``# directed:`` header, then
    ``src dst`` per line, 0-based);
 3. a Planetoid name (cora, citeseer, pubmed, any case) through ``load_named_graph``.
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from datamodules.errors import MissingDataError
-from datamodules.graph_sources import load_named_graph, parse_edge_list, read_edge_list_header
+from datamodules.edge_lists import parse_edge_list, read_edge_list_header
+from datamodules.graph_sources import load_named_graph
+from effml.errors import MissingDataError
 
 PLANETOID_NAMES = ("cora", "citeseer", "pubmed")
 EDGE_FILE_SUFFIX = ".edges.gz"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from datamodules.dvs import RAW_FILES, DVS128GestureDataModule, FrameCollate, prepare_root
-from datamodules.errors import MissingDataError
+from effml.errors import MissingDataError
 
 
 def test_missing_data_says_where_it_looked_and_how_to_get_it(tmp_path: Path) -> None:

@@ -13,9 +13,9 @@ import torch
 from conftest import require_data
 from PIL import Image
 
-from datamodules.errors import MissingDataError
 from datamodules.image_sources import read_images
 from datamodules.images import BatchTransform, ImageDataModule, balanced_subset
+from effml.errors import MissingDataError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -101,7 +101,9 @@ def test_augmentation_is_a_padded_crop_or_flip_of_the_image() -> None:
     assert shifted > 40  # almost every sample moved
 
 
-def test_cached_splits_are_disjoint_and_cache_is_reused(tmp_path: Path) -> None:
+def test_cached_splits_are_disjoint_and_cache_is_reused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images, labels = _images(60)
     root = tmp_path / "data" / "cifar10-jpeg"
     _write_folder(root, "train", images, labels)
@@ -123,9 +125,12 @@ def test_cached_splits_are_disjoint_and_cache_is_reused(tmp_path: Path) -> None:
     assert len(cached) == 2
     x, y = next(iter(dm.test_dataloader()))
     assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+
     # a second module reads the cache, not the images
-    for p in root.rglob("*.png"):
-        p.unlink()
+    def no_decoding(*args: object) -> None:
+        raise AssertionError("decoded the images again instead of reading the cache")
+
+    monkeypatch.setattr("datamodules.images.read_images", no_decoding)
     again = ImageDataModule("cifar10", str(tmp_path / "data"), str(tmp_path / "cache"), val_size=20)
     again.setup()
     assert len(again.train_set) == 40
@@ -160,7 +165,7 @@ def test_two_writers_caching_the_same_split_both_succeed(
     monkeypatch.setattr(np, "savez", savez_then_other_writer)
     ours = module().load_split("train")
     assert len(nested) == 2 and np.array_equal(ours[0], nested[1][0])
-    left = sorted(p.name for p in (tmp_path / "cache" / "images").iterdir())
+    left = sorted(p.name for p in (tmp_path / "cache" / "images").glob("*.npz"))
     assert len(left) == 1 and left[0].startswith("cifar10_train_") and ".tmp" not in left[0]
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import require_data
 
-from datamodules.errors import MissingDataError
+from effml.errors import MissingDataError
 from tasks.bench import (
     MANIFEST_KEY,
     Timer,
