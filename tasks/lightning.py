@@ -11,49 +11,38 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from effml.errors import CheckpointError
+from lightning_modules.checkpoints import check_fits, load_checkpoint
 from tasks.core import to_float_metrics
 
 log = logging.getLogger(__name__)
 
 
-def validate_lightning_config(cfg: DictConfig) -> None:
-    """Fail before any data is read when a training key has the wrong type or range."""
-    for key in ("train", "test"):
-        if not isinstance(cfg.get(key, True), bool):
-            raise ValueError(f"{key}={cfg.get(key)!r}: must be true or false")
-    if cfg.get("monitor_mode", "max") not in ("min", "max"):
-        raise ValueError(f"monitor_mode={cfg.get('monitor_mode')!r}: must be 'min' or 'max'")
-    trainer = cfg.get("trainer") or {}
-    max_epochs = trainer.get("max_epochs")
-    if max_epochs is not None and (not isinstance(max_epochs, int) or max_epochs < -1):
-        raise ValueError(
-            f"trainer.max_epochs={max_epochs!r}: must be an integer >= -1 (-1 means no limit)"
-        )
-    if not cfg.get("train", True) and cfg.get("test", True) and cfg.get("ckpt_path") is None:
-        raise ValueError("train=false test=true needs ckpt_path=<checkpoint or run folder>")
-    if cfg.get("ckpt_path") is not None:
-        resolve_ckpt_path(cfg.ckpt_path)
+def check_ckpt_path(ckpt_path: str | os.PathLike) -> None:
+    """Fail before work when ``ckpt_path`` names no usable checkpoint: the file (or the run
+    folder's ``checkpoints/last.ckpt``) exists, reads, and is a Lightning checkpoint."""
+    load_checkpoint(resolve_ckpt_path(ckpt_path))
 
 
 def resolve_ckpt_path(ckpt_path: str | os.PathLike | None) -> str | None:
-    """A checkpoint file, or a run folder's ``checkpoints/last.ckpt``; clear errors otherwise."""
+    """A checkpoint file, or a run folder's ``checkpoints/last.ckpt``; CheckpointError when
+    there is none."""
     if ckpt_path is None:
         return None
     path = Path(ckpt_path).expanduser()
     if path.is_dir():
         last = path / "checkpoints" / "last.ckpt"
         if not last.is_file():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"ckpt_path={ckpt_path}: the folder has no checkpoints/last.ckpt. Pass a run "
-                "folder that saved checkpoints (callbacks.model_checkpoint.save_last=true) "
-                "or a .ckpt file."
+                "folder that saved checkpoints (callbacks.last_checkpoint, in the default "
+                "callbacks) or a .ckpt file."
             )
         return str(last)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"ckpt_path={ckpt_path}: no such file. Pass a .ckpt file or a run folder "
             "(outputs/<task_name>/runs/<time>)."
         )
@@ -108,9 +97,16 @@ def fit_and_test(
     model: pl.LightningModule,
     trainer: pl.Trainer,
     ckpt_path: str | None = None,
+    ckpt_fix: str | None = None,
 ) -> dict[str, float]:
-    """Fit (resuming from ``ckpt_path`` if given) and test the best checkpoint; the metrics."""
+    """Fit (resuming from ``ckpt_path`` if given) and test the best checkpoint; the metrics.
+
+    A ``ckpt_path`` that does not fit ``model`` raises CheckpointError (with ``ckpt_fix`` as
+    its fix, when given) before anything runs.
+    """
     log_hyperparameters(cfg, model, trainer)
+    if ckpt_path:
+        check_fits(model, ckpt_path, fix=ckpt_fix)
     metrics: dict[str, float] = {}
     if cfg.get("train", True):
         if ckpt_path:
@@ -122,7 +118,7 @@ def fit_and_test(
     if cfg.get("test", True):
         test_ckpt = ckpt_path
         if cfg.get("train", True):
-            test_ckpt = best_checkpoint(trainer, resumed_from=ckpt_path)
+            test_ckpt = best_checkpoint(trainer)
         log.info("Testing %s", test_ckpt or "the current weights")
         trainer.test(model=model, datamodule=datamodule, ckpt_path=test_ckpt)
         metrics.update(to_float_metrics(trainer.callback_metrics))
@@ -131,31 +127,14 @@ def fit_and_test(
     return metrics
 
 
-def best_checkpoint(trainer: pl.Trainer, resumed_from: str | None = None) -> str | None:
+def best_checkpoint(trainer: pl.Trainer) -> str | None:
     """The monitored best checkpoint of the whole training, or None (current weights).
 
-    A resumed run saves into a new folder, so Lightning's checkpoint callback only knows the
-    best of the epochs after resuming; the best before is read from the resumed checkpoint.
+    After a resume from another run folder this is the best across both runs: the checkpoint
+    callback (``RunCheckpoint``) carried the earlier best into this folder.
     """
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback else ""
-    if resumed_from and callback is not None and callback.monitor:
-        state = torch.load(resumed_from, map_location="cpu", weights_only=False)
-        for key, value in state.get("callbacks", {}).items():
-            earlier_path, earlier = value.get("best_model_path"), value.get("best_model_score")
-            if (
-                not key.startswith("ModelCheckpoint")
-                or value.get("monitor") != callback.monitor
-                or earlier is None
-                or not earlier_path
-                or not Path(earlier_path).is_file()
-            ):
-                continue
-            current = callback.best_model_score
-            better = torch.gt if callback.mode == "max" else torch.lt
-            if current is None or better(torch.as_tensor(earlier), current.cpu()):
-                log.info("The best epoch was before resuming: %s", earlier_path)
-                best = earlier_path
     if not best:
         log.warning("No best checkpoint was saved; testing the current weights.")
         return None

@@ -31,8 +31,10 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from effml.errors import ConfigError
 from tasks.core import optimized_value, update_metrics_json
-from tasks.lightning import build_model, build_trainer, fit_and_test, validate_lightning_config
+from tasks.lightning import build_model, build_trainer, fit_and_test
+from tasks.validation import validate_lightning_config
 
 log = logging.getLogger(__name__)
 DONE_FILE = "stage.json"
@@ -96,10 +98,12 @@ def reused_stages(source: str | None, names: list[str]) -> dict[str, dict]:
     found = {name: rec for name, rec in read_done(folder).items() if name in names}
     missing = [name for name in names if name not in found]
     if missing:
-        raise ValueError(
-            f"reuse_from={source!r}: {folder} has no finished stage {missing} (a finished "
-            f"stage has <stage>/{DONE_FILE}); give the folder of an earlier run of this "
-            "experiment that finished them, or change reuse_stages"
+        raise ConfigError(
+            "reuse_from",
+            source,
+            f"{folder} has no finished stage {missing} (a finished stage has <stage>/{DONE_FILE})",
+            fix="Give the folder of an earlier run of this experiment that finished them, or "
+            "change reuse_stages",
         )
     return found
 
@@ -170,15 +174,48 @@ def stage_datamodule(stage_cfg: DictConfig, name: str, shared: Any) -> Any:
     return shared
 
 
+def check_pipeline(cfg: DictConfig, spec: DictConfig | None = None) -> None:
+    """The checks the config alone decides: the stages exist, have a known kind, and every
+    stage's ``inputs`` name a training stage that runs before it or finished earlier (in this
+    run folder or in ``reuse_from``)."""
+    validate_lightning_config(cfg)
+    stages = list(cfg.get("stages") or [])
+    pipeline = cfg.get("pipeline") or {}
+    if not stages:
+        raise ConfigError("stages", stages, "lists no stage", fix=f"Choose from {list(pipeline)}")
+    unknown = [s for s in stages if s not in pipeline]
+    if unknown:
+        raise ConfigError(
+            "stages", stages, f"{unknown} not defined; this experiment has {list(pipeline)}"
+        )
+    reused = set(reused_stages(cfg.get("reuse_from"), list(cfg.get("reuse_stages") or [])))
+    reused |= set(read_done(Path(cfg.paths.output_dir)))  # a rerun in the same folder
+    for index, name in enumerate(stages):
+        stage = pipeline[name]
+        kind = stage.get("kind", "train")
+        if kind != "train" and "_target_" not in stage:
+            raise ConfigError(
+                f"pipeline.{name}.kind",
+                kind,
+                "a stage that does not train names its function",
+                fix=f"Set pipeline.{name}._target_=<module.function> or kind=train",
+            )
+        for arg, needed in (stage.get("inputs", {}) or {}).items():
+            before = stages[:index]
+            if needed not in before and needed not in reused:
+                raise ConfigError(
+                    f"pipeline.{name}.inputs.{arg}",
+                    needed,
+                    f"stage {name!r} needs the finished stage {needed!r}, which does not run "
+                    f"before it (stages before it: {before})",
+                    fix=f"Add {needed!r} to stages= before {name!r}, or reuse it with "
+                    f"reuse_from=<run folder> reuse_stages=[{needed}]",
+                )
+
+
 def run_pipeline(cfg: DictConfig) -> float | None:
     """Run ``cfg.stages`` in order in this run folder; return ``cfg.optimized_metric``."""
-    validate_lightning_config(cfg)
     stages = list(cfg.stages)
-    unknown = [s for s in stages if s not in cfg.pipeline]
-    if unknown:
-        raise ValueError(
-            f"stages={stages}: {unknown} not defined; this experiment has {list(cfg.pipeline)}"
-        )
     run_dir = Path(cfg.paths.output_dir)
     done = read_done(run_dir)
     reuse = list(cfg.get("reuse_stages") or [])
@@ -186,14 +223,6 @@ def run_pipeline(cfg: DictConfig) -> float | None:
         if name not in done:
             log.info("Stage %s reused from %s", name, cfg.reuse_from)
             done[name] = record
-    for name in stages:
-        needs = dict(cfg.pipeline[name].get("inputs", {}) or {})
-        missing = [s for s in needs.values() if s not in done and s not in stages]
-        if missing:
-            raise ValueError(
-                f"stage {name!r} needs the finished stage(s) {missing}: add them to "
-                f"stages= or rerun in the run folder that has them"
-            )
     datamodule = hydra.utils.instantiate(cfg.datamodule) if cfg.get("datamodule") else None
     metrics: dict[str, float] = {}
     for index, name in enumerate(stages):
@@ -222,12 +251,21 @@ def run_pipeline(cfg: DictConfig) -> float | None:
 
 def train_stage(ctx: StageContext) -> dict:
     """Fit and test a training stage in its folder: its best checkpoint and its metrics,
-    named ``<stage>/<split>_<name>``."""
+    named ``<stage>/<split>_<name>``. A stage interrupted earlier in this folder resumes from
+    its ``checkpoints/last.ckpt``."""
     stage_cfg = ctx.stage_config()
     datamodule = stage_datamodule(stage_cfg, ctx.name, ctx.datamodule)
     model = build_model(stage_cfg, datamodule)
     trainer = build_trainer(stage_cfg)
-    raw = fit_and_test(stage_cfg, datamodule, model, trainer)
+    last = ctx.stage_dir / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.is_file() and stage_cfg.get("train", True) else None
+    if resume:
+        log.info("Stage %s was interrupted: resuming from %s", ctx.name, resume)
+    changed = (
+        f"Its config changed since the stage was interrupted: delete {last.parent} to train the "
+        "stage from the start, or rerun with the config it was trained with"
+    )
+    raw = fit_and_test(stage_cfg, datamodule, model, trainer, resume, ckpt_fix=changed)
     metrics = {f"{ctx.name}/{k.replace('/', '_')}": v for k, v in raw.items()}
     return {"best_ckpt": stage_checkpoint(trainer, ctx.stage_dir), "metrics": metrics}
 
@@ -240,3 +278,12 @@ def stage_checkpoint(trainer: pl.Trainer, stage_dir: Path) -> str:
     path = stage_dir / "checkpoints" / "final.ckpt"
     trainer.save_checkpoint(path)
     return str(path)
+
+
+def resume_pipeline(cfg: DictConfig) -> list[str]:
+    """The overrides that rerun the pipeline in this folder (finished stages are skipped)."""
+    return [f"hydra.run.dir={cfg.paths.output_dir}"]
+
+
+run_pipeline.check_config = check_pipeline
+run_pipeline.resume_overrides = resume_pipeline

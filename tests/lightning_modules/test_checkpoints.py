@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from effml.errors import CheckpointError
 from lightning_modules.checkpoints import load_module, load_net_state, load_weights
 from lightning_modules.relu_budget.module import ReluBudgetModule
 
@@ -24,11 +25,13 @@ def _save(module: ReluBudgetModule, path: Path) -> str:
 
 def test_missing_and_foreign_files_are_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.ckpt"
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(CheckpointError, match="nope.ckpt"):
         load_net_state(missing)
     foreign = tmp_path / "weights.pt"
     torch.save({"weight": torch.zeros(2)}, foreign)
-    with pytest.raises(ValueError, match=r"weights.pt.*not a Lightning checkpoint.*\['weight'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"weights.pt.*not a Lightning checkpoint.*\['weight'\]"
+    ):
         load_net_state(foreign)
 
 
@@ -40,7 +43,7 @@ def test_net_state_drops_the_prefix_and_names_a_missing_one(tmp_path: Path) -> N
     assert state.keys() == module.net.state_dict().keys()
     for key, value in module.net.state_dict().items():
         torch.testing.assert_close(state[key], value)
-    with pytest.raises(ValueError, match=r"no weights under 'student\.'.*\['net'"):
+    with pytest.raises(CheckpointError, match=r"no weights under 'student\.'.*\['net'"):
         load_net_state(path, prefix="student.")
 
 
@@ -63,5 +66,5 @@ def test_load_module_rebuilds_without_teacher_or_optimizer(tmp_path: Path) -> No
 def test_load_weights_is_strict(tmp_path: Path) -> None:
     path = _save(_relu_budget(method="relu"), tmp_path / "relu.ckpt")
     assert not load_weights(_relu_budget(method="relu"), path).training
-    with pytest.raises(RuntimeError, match="Missing key"):
+    with pytest.raises(CheckpointError, match=r"relu\.ckpt' does not fit .* missing keys"):
         load_weights(_relu_budget(method="snl"), path)

@@ -43,6 +43,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, 
     return run_folder(proc), logs, cache
 
 
+@pytest.mark.slow
 def test_stages_hand_over_checkpoints(pipeline_run: tuple[Path, Path, Path]) -> None:
     run, _, _ = pipeline_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -56,6 +57,7 @@ def test_stages_hand_over_checkpoints(pipeline_run: tuple[Path, Path, Path]) -> 
     assert metrics["poly/test_gates_kept"] == metrics["linearize/test_gates_kept"]
 
 
+@pytest.mark.slow
 def test_encrypted_inference_matches_plaintext(pipeline_run: tuple[Path, Path, Path]) -> None:
     run, _, _ = pipeline_run
     metrics = json.loads((run / "metrics.json").read_text())
@@ -70,6 +72,7 @@ def test_encrypted_inference_matches_plaintext(pipeline_run: tuple[Path, Path, P
         assert (run / "he" / name).stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_finished_stages_are_skipped_on_rerun(pipeline_run: tuple[Path, Path, Path]) -> None:
     run, logs, cache = pipeline_run
     before = {p: p.stat().st_mtime_ns for p in run.glob("*/checkpoints/*.ckpt")}
@@ -83,9 +86,10 @@ def test_finished_stages_are_skipped_on_rerun(pipeline_run: tuple[Path, Path, Pa
 def test_stage_needing_a_missing_stage_fails_early(tmp_path: Path) -> None:
     proc = run_cli([*TINY, "stages=[poly]"], tmp_path, tmp_path / "cache")
     assert proc.returncode != 0
-    assert "needs the finished stage(s)" in proc.stdout + proc.stderr
+    assert "needs the finished stage" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_reuse_from_takes_finished_stages_of_another_run(
     pipeline_run: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
