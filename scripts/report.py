@@ -9,7 +9,9 @@ A multirun whose jobs report ``pi/relu_count`` and ``pi/test_acc`` (the ReLU-bud
 pipelines) also gets ``accuracy_vs_relu_count.png``, one line per swept experiment. A multirun
 that sweeps ``seed`` (e.g. ``-m experiment=revsnn_cifar10,lif_cifar10 seed=0,1,2``) also gets
 ``seeds.csv``: mean, std, min, max and count over seeds of the plotted metric and every
-``test/`` metric, one row per setting of the other swept parameters (printed as well).
+``test/`` metric, one row per setting of the other swept parameters (printed as well), and
+``seeds.png`` in place of a plot against the seed: each setting on a categorical axis, one
+point per seed spread side by side, and the mean ± std over its seeds as an error bar.
 
 ``--wandb`` publishes the tables (as W&B tables) and plots (as W&B images) into a W&B run in
 the run folder, named and grouped by its ``task_name``: offline (``wandb sync`` it later)
@@ -29,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -36,6 +39,7 @@ from matplotlib.ticker import MaxNLocator
 
 from tasks.publish import WandbTarget, add_wandb_flag, publish_folder
 from tasks.run_folders import (
+    SEED_PARAM,
     JobTable,
     ReportError,
     collect_jobs,
@@ -196,6 +200,60 @@ def plot_metric_vs_param(table: JobTable, param: str, metric: str, path: Path) -
     return path
 
 
+STRIP_HALF_WIDTH = 0.2  # how far a setting's seed points spread either side of its tick
+
+
+def seeds_figure(table: JobTable, metric: str) -> Figure:
+    """Each seed's metric per setting (a strip on a categorical axis) with mean ± std per setting.
+
+    The settings are the rows of ``seeds.csv`` (the values of the other parameters that vary
+    among finished jobs, joined by ", ", in their sorted order); within a setting the seeds sit
+    side by side in seed order. The error bar is the sample std, zero for a setting with one
+    seed.
+    """
+    finished = table.jobs[table.jobs["status"] == "ok"]
+    keys = [p for p in table.params if p != SEED_PARAM and finished[p].nunique() > 1]
+    data = finished.dropna(subset=[metric]).sort_values(SEED_PARAM, kind="stable")
+    groups = list(data.groupby(keys, sort=True)) if keys else [(("all jobs",), data)]
+    fig = Figure(figsize=(max(6.4, 1.2 * len(groups) + 2), 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    categories, xs, ys, seeds, means, stds = [], [], [], [], [], []
+    for position, (key, group) in enumerate(groups):
+        values = group[metric].to_numpy(dtype=float)
+        categories.append(", ".join(str(value) for value in key))
+        spread = np.linspace(-STRIP_HALF_WIDTH, STRIP_HALF_WIDTH, len(values) + 2)[1:-1]
+        xs.extend(position + spread)
+        ys.extend(values)
+        seeds.extend(group[SEED_PARAM])
+        means.append(values.mean())
+        stds.append(values.std(ddof=1) if len(values) > 1 else 0.0)
+    ax.scatter(xs, ys, alpha=0.8, label="seed", zorder=3)
+    if len(xs) <= 30:
+        for seed, xi, yi in zip(seeds, xs, ys, strict=True):
+            ax.annotate(str(seed), (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=7)
+    ax.errorbar(
+        range(len(categories)),
+        means,
+        yerr=stds,
+        fmt="_",
+        markersize=18,
+        capsize=6,
+        color="tab:red",
+        label="mean ± std",
+        zorder=2,
+    )
+    ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 4 else 0)
+    ax.set_xlim(-0.5, len(categories) - 0.5)
+    failed = int((table.jobs["status"] != "ok").sum())
+    ax.set_title(f"{metric} over seeds\n{len(data)} jobs plotted, {failed} failed")
+    ax.set_xlabel(", ".join(keys) if keys else "setting")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    return fig
+
+
 FRONTIER_X = "pi/relu_count"
 FRONTIER_Y = "pi/test_acc"
 
@@ -249,7 +307,8 @@ def print_optuna(path: Path) -> None:
 
 
 def report_multirun(run_dir: Path, out_dir: Path, metric: str | None = None) -> list[Path]:
-    """Write `jobs.csv` and one `metric_vs_<param>.png` per varying parameter; print both."""
+    """Write `jobs.csv` and one `metric_vs_<param>.png` per varying parameter (`seeds.png` and
+    `seeds.csv` for a seed sweep); print the tables."""
     table = collect_jobs(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "jobs.csv"
@@ -262,15 +321,18 @@ def report_multirun(run_dir: Path, out_dir: Path, metric: str | None = None) -> 
         *(j / ".hydra" / "config.yaml" for j in job_dirs(run_dir)),
     ]
     chosen = choose_metric(metric, configured_metric(configs), table.metrics)
+    seeds = summarize_seeds(table, chosen)
     if chosen is None:
         print(f"\nno optimised metric among {table.metrics}: pass --metric to plot one")
     else:
         plotted = table.jobs[table.jobs["status"] == "ok"].dropna(subset=[chosen])
         for param in table.params:
-            if plotted[param].nunique() > 1:
+            if param == SEED_PARAM and seeds is not None:
+                seeds_figure(table, chosen).savefig(out_dir / "seeds.png", dpi=120)
+                written.append(out_dir / "seeds.png")
+            elif plotted[param].nunique() > 1:
                 path = out_dir / f"metric_vs_{sanitize(param)}.png"
                 written.append(plot_metric_vs_param(table, param, chosen, path))
-    seeds = summarize_seeds(table, chosen)
     if seeds is not None:
         seeds_path = out_dir / "seeds.csv"
         seeds.to_csv(seeds_path, index=False)

@@ -40,6 +40,7 @@ def read_metrics(run: Path) -> dict[str, float]:
     return json.loads((run / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_sage_cora_learns(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     proc = run_cli(
         ["experiment=sage_cora", "trainer=cpu", "trainer.max_epochs=25", "seed=1"],
@@ -61,6 +62,7 @@ def test_sage_cora_learns(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     assert {"train/loss", "val/acc", "train/epoch_time_s"} <= set(curves.columns)
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     # a long run, interrupted with Ctrl-C (SIGINT) once it has checkpointed
     cmd = [
@@ -125,6 +127,7 @@ def test_resume_needs_a_checkpoint(tmp_path: Path, cache_dir: Path) -> None:
     assert "checkpoints/last.ckpt" in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_multirun_and_report(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     proc = run_cli(["-m", *SHORT, "model.optimizer.lr=0.01,0.005"], tmp_path, cache_dir)
     assert_ok(proc)
@@ -159,6 +162,7 @@ def run_cli_script(args: list[str]) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_optuna_sweep(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     proc = run_cli(
         [
@@ -179,6 +183,7 @@ def test_optuna_sweep(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     assert "Best value" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_ddp_cpu(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     proc = run_cli(
         ["experiment=sage_cora", "trainer=ddp_cpu", "trainer.max_epochs=1"], tmp_path, cache_dir
@@ -191,6 +196,7 @@ def test_ddp_cpu(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
 
+@pytest.mark.slow
 def test_loggers_write_files(cora: Path, tmp_path: Path, cache_dir: Path) -> None:
     proc = run_cli(
         [*SHORT, "logger=many"],

@@ -90,6 +90,7 @@ def test_too_deep_circuit_fails_before_any_key_or_ciphertext(monkeypatch) -> Non
     assert "linearize more" in message and "fewer layers" in message
 
 
+@pytest.mark.slow
 def test_lingcn_encrypted_matches_plain() -> None:
     spec = lingcn_spec([1, 1, 0], V, seed=1)  # random sites, LinGCN-like coefficients
     circuit, logits, report, plain = encrypted_run([[3, 4, 1], [4, 8, 2], [8, 8, 1]], spec)
@@ -104,9 +105,13 @@ def test_lingcn_encrypted_matches_plain() -> None:
 @pytest.mark.parametrize(
     ("channels", "counts", "levels", "fold", "cache_gib"),
     [
-        ([[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 4.0),
-        ([[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 0.0),  # streamed plaintexts
-        ([[3, 4, 1], [4, 4, 1]], [0, 1], 6, "none", 4.0),
+        pytest.param(
+            [[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 4.0, marks=pytest.mark.slow
+        ),
+        pytest.param(  # streamed plaintexts
+            [[3, 4, 1], [4, 8, 2], [8, 8, 1]], [1, 1, 0], 7, "block", 0.0, marks=pytest.mark.slow
+        ),
+        pytest.param([[3, 4, 1], [4, 4, 1]], [0, 1], 6, "none", 4.0, marks=pytest.mark.slow),
         ([[3, 8, 1]], [1], 3, "tcn", 4.0),
     ],
 )
@@ -142,6 +147,7 @@ def test_block_channels_must_be_a_power_of_two() -> None:
         HeStgcnInference(circuit, block_channels=3)
 
 
+@pytest.mark.slow
 def test_identity_residual_linear_and_square_sites() -> None:
     spec = lingcn_spec([0, 1], V, seed=3)  # block 1: each node keeps act1 or act2
     site1, site2 = spec[1]

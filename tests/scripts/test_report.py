@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import read_wandb_run
 
-from scripts.report import choose_metric, group_families, is_log_spaced, main
+from scripts.report import choose_metric, group_families, is_log_spaced, main, seeds_figure
 from tasks.run_folders import (
     ReportError,
     collect_jobs,
@@ -266,7 +266,9 @@ def test_relu_budget_sweep_gets_a_frontier_plot_per_method(tmp_path: Path, capsy
     assert sorted(jobs["experiment"].unique()) == ["autorep_cifar10", "snl_cifar10"]
 
 
-def test_seed_sweep_gets_mean_and_spread_per_setting(tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def seed_sweep(tmp_path: Path) -> Path:
+    """Two experiments over seeds 0-2; lif_cifar10's seed 2 failed."""
     sweep = tmp_path / "multiruns" / "t"
     sweep.mkdir(parents=True)
     (sweep / "multirun.yaml").write_text(yaml.safe_dump({"optimized_metric": "val/acc_best"}))
@@ -277,6 +279,11 @@ def test_seed_sweep_gets_mean_and_spread_per_setting(tmp_path: Path, capsys) -> 
             metrics = None if acc is None else {"val/acc_best": acc + 0.01, "test/acc": acc}
             write_run(sweep / str(job), [f"experiment={experiment}", f"seed={seed}"], metrics)
             job += 1
+    return sweep
+
+
+def test_seed_sweep_gets_mean_and_spread_per_setting(seed_sweep: Path, capsys) -> None:
+    sweep = seed_sweep
     assert main([str(sweep)]) == 0
     out = capsys.readouterr().out
     assert "over seeds" in out
@@ -288,6 +295,53 @@ def test_seed_sweep_gets_mean_and_spread_per_setting(tmp_path: Path, capsys) -> 
     assert seeds.loc["lif_cifar10", "test/acc/n"] == 2
     assert seeds.loc["lif_cifar10", "test/acc/mean"] == pytest.approx(0.565)
     assert seeds.loc["lif_cifar10", "val/acc_best/max"] == pytest.approx(0.58)
+    # the seeds get their own plot, not one with the seed number as a continuous axis
+    assert_png(sweep / "plots" / "seeds.png")
+    assert not (sweep / "plots" / "metric_vs_seed.png").exists()
+    assert_png(sweep / "plots" / "metric_vs_experiment.png")
+
+
+def test_seed_plot_shows_each_seed_and_mean_std_per_setting(seed_sweep: Path) -> None:
+    ax = seeds_figure(collect_jobs(seed_sweep), "val/acc_best").axes[0]
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["lif_cifar10", "revsnn_cifar10"]
+    assert list(ax.get_xticks()) == [0, 1]
+    # one point per finished seed, spread within its setting's slot in seed order
+    points = ax.collections[0].get_offsets()
+    assert len(points) == 5
+    assert [round(x) for x, _ in points] == [0, 0, 1, 1, 1]
+    assert all(abs(x - round(x)) < 0.25 for x, _ in points)
+    assert list(points[:2, 0]) == sorted(points[:2, 0]) and len(set(points[:, 0])) == 5
+    assert list(points[:, 1]) == pytest.approx([0.57, 0.58, 0.59, 0.60, 0.61])
+    # the error bar of each setting spans mean ± sample std at its tick
+    (errorbar,) = ax.containers
+    means_line, _, (bars,) = errorbar.lines
+    assert list(means_line.get_xdata()) == [0, 1]
+    assert list(means_line.get_ydata()) == pytest.approx([0.575, 0.60])
+    (low_lif, high_lif), (low_rev, high_rev) = bars.get_segments()
+    assert (low_lif[1], high_lif[1]) == pytest.approx((0.575 - 0.0070711, 0.575 + 0.0070711))
+    assert (low_rev[1], high_rev[1]) == pytest.approx((0.59, 0.61))
+
+
+def test_seed_plot_names_settings_of_several_parameters(tmp_path: Path) -> None:
+    sweep = tmp_path / "multiruns" / "t"
+    sweep.mkdir(parents=True)
+    job = 0
+    for lr in ("0.1", "0.01"):
+        for width in (8, 16):
+            for seed in (0, 1):
+                overrides = [f"lr={lr}", f"width={width}", f"seed={seed}"]
+                write_run(sweep / str(job), overrides, {"val/acc_best": 0.5 + 0.01 * job})
+                job += 1
+    ax = seeds_figure(collect_jobs(sweep), "val/acc_best").axes[0]
+    assert ax.get_xlabel() == "lr, width"
+    # in the parameters' own order (numbers by value), like the rows of seeds.csv
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == [
+        "0.01, 8",
+        "0.01, 16",
+        "0.1, 8",
+        "0.1, 16",
+    ]
+    assert len(ax.collections[0].get_offsets()) == 8
 
 
 def test_no_seed_summary_without_a_seed_sweep(multirun: Path) -> None:
