@@ -28,15 +28,18 @@ def only_run(log_dir: Path) -> Path:
 
 
 def assert_user_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    """Exit 2, one ``Error:`` line holding every ``expected`` text, no traceback; the line."""
+    """Exit 2, one ``Error:`` message (its first line holds every ``expected`` text; a missing
+    dataset adds one line per failed download) ending stderr, no traceback; the message."""
     out = proc.stdout + proc.stderr
     assert proc.returncode == USER_ERROR_EXIT, f"exit {proc.returncode}\n{out[-4000:]}"
     assert "Traceback" not in out, out[-4000:]
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("Error: ")]
-    assert len(errors) == 1, proc.stderr[-4000:]
+    lines = proc.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+    assert len(starts) == 1, proc.stderr[-4000:]
+    message = "\n".join(lines[starts[0] :]).removeprefix("Error: ").strip()
     for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0].removeprefix("Error: ")
+        assert text in message.splitlines()[0], message
+    return message
 
 
 def assert_recorded(run: Path, message: str) -> None:
@@ -140,6 +143,33 @@ def test_a_bug_keeps_its_traceback(tmp_path: Path, cache_dir: Path) -> None:
     run = only_run(tmp_path / "logs")
     assert (run / FAILED_FILE).read_text().startswith("bug: ZeroDivisionError")
     assert "ZeroDivisionError" in (run / "run.log").read_text()
+
+
+def test_missing_tool(tmp_path: Path, cache_dir: Path) -> None:
+    """A run whose model needs an optional package that is not installed (SpikingJelly,
+    hidden from the import system here) names the package and the command that installs it."""
+    data = require_data("MNIST/raw")
+    logs = tmp_path / "logs"
+    argv = ["run.py", "experiment=lif_mnist", "trainer=cpu", "+trainer.fast_dev_run=true"]
+    argv += [f"paths.log_dir={logs}", f"paths.cache_dir={cache_dir}"]
+    script = textwrap.dedent(
+        f"""
+        import runpy, sys
+        sys.modules["spikingjelly"] = None  # importing it now fails as if it were absent
+        sys.argv = {argv!r}
+        runpy.run_path("run.py", run_name="__main__")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "DATA_DIR": str(data)},
+    )
+    message = assert_user_error(proc, "SpikingJelly", "pip install -e '.[snn]'")
+    assert_recorded(only_run(logs), message)
 
 
 def test_missing_optional_package_is_a_user_error(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from effml.checks import check_int
-from effml.errors import ConfigError
+from effml.errors import ConfigError, MissingToolError
 from ops.revsnn import ReversibleLIFNode
 
 NODES = ("reversible", "reversible_autograd", "lif")
@@ -46,10 +46,11 @@ class SpikingJellyLIF(nn.Module):
             raise ValueError(f"lif_reset={reset!r}: choose one of {LIF_RESETS}")
         try:
             from spikingjelly.activation_based import neuron, surrogate
-        except ImportError as err:
-            raise ImportError(
-                "model.node=lif needs SpikingJelly: pip install -e '.[snn]' (or `make setup`)"
-            ) from err
+        except ImportError:
+            raise MissingToolError(
+                "model.node=lif needs SpikingJelly, which is not installed: "
+                "pip install -e '.[snn]' (or make setup), or use model.node=reversible"
+            ) from None
         self.node = neuron.LIFNode(
             tau=tau,
             v_threshold=v_threshold,
