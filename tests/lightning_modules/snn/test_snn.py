@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from effml.errors import MissingToolError
 from lightning_modules.snn.module import SpikingClassifier
 from lightning_modules.snn.nets import SpikingJellyLIF, SpikingResNet, SpikingVGG, make_node
 from ops.revsnn import ReversibleLIFNode
@@ -109,7 +110,7 @@ def test_reversible_node_kinds() -> None:
 
 def test_missing_spikingjelly_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "spikingjelly.activation_based", None)
-    with pytest.raises(ImportError, match=r"\.\[snn\]"):
+    with pytest.raises(MissingToolError, match=r"\.\[snn\]"):
         make_node("lif")
 
 
