@@ -11,11 +11,11 @@ setup:
 	$(PY) -m pip install --upgrade "pip>=24" -q
 	$(PY) -m pip install -e ".[all,dev]"
 
-## test: the whole suite (about 11 min on 2 cores; what CI runs), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
+## test: the whole suite (about 13 min on 2 cores; what CI runs), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
 test:
 	$(PY) -m pytest -q --durations=15
 
-## test-fast: all but the tests marked slow (real training, end-to-end runs): under 5 min on 2 cores
+## test-fast: all but the tests marked slow (real training, end-to-end runs): about 3 min on 2 cores
 test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
