@@ -8,9 +8,9 @@ to ``data_dir``; the same paths are used under ``cache_dir``):
   CiteSeer and PubMed (the kimiyoung/planetoid files)
 - ``Reddit/raw/{reddit_data.npz,reddit_graph.npz}`` (the extracted data.dgl.ai ``reddit.zip``)
 - ``Flickr/raw/`` and ``Yelp/raw/`` with ``{adj_full.npz,feats.npy,class_map.json,role.json}``
-- ``ogbn_products/`` and ``ogbn_proteins/``: the folder ogb itself creates under its root (the
-  official zip extracted and renamed), i.e. ``raw/*.csv.gz``, ``split/<split>/*.csv.gz`` and
-  ``RELEASE_v1.txt``; a ``processed/`` folder there is ignored.
+- ``ogbn_products/``, ``ogbn_proteins/`` and ``ogbn_arxiv/``: the folder ogb itself creates
+  under its root (the official zip extracted and renamed), i.e. ``raw/*.csv.gz``,
+  ``split/<split>/*.csv.gz`` and ``RELEASE_v1.txt``; a ``processed/`` folder there is ignored.
 
 The files of a complete prepared copy are symlinked (copied where links fail) into ``cache_dir``
 and processed there by PyG or ogb.
@@ -174,6 +174,7 @@ _SOURCES: dict[str, _Source] = {
     "Yelp": _saint("Yelp", "multilabel", "f1_micro"),
     "ogbn-products": _ogbn("ogbn-products", "multiclass", "acc", "sales_ranking", ("node-feat",)),
     "ogbn-proteins": _ogbn("ogbn-proteins", "multilabel", "rocauc", "species", ("edge-feat",)),
+    "ogbn-arxiv": _ogbn("ogbn-arxiv", "multiclass", "acc", "time", ("node-feat",)),
 }
 GRAPH_NAMES: tuple[str, ...] = (*_SOURCES, EDGE_LIST)
 

@@ -70,7 +70,7 @@ class GraphDataModule(pl.LightningDataModule):
 
     Args:
         name: ``Cora``, ``CiteSeer``, ``PubMed``, ``Reddit``, ``Flickr``, ``Yelp``,
-            ``ogbn-products``, ``ogbn-proteins`` or ``edgelist`` (case-insensitive).
+            ``ogbn-products``, ``ogbn-proteins``, ``ogbn-arxiv`` or ``edgelist`` (case-insensitive).
         data_dir: read-only folder with prepared copies (layouts in ``graph_sources``);
             relative paths are resolved against the working directory now.
         cache_dir: writable folder for processed data and downloads.

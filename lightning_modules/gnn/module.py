@@ -56,6 +56,9 @@ class NodeClassifier(EffmlModule):
         conv, hidden_channels, num_layers, dropout, norm, nonlinearity: see :class:`GNN` and
             :class:`MaxKGNN`; "maxk" needs ``structure="paper"``.
         k, backend: MaxK's kept entries per row and ``ops.maxk`` backend (paper only).
+        aggregation: "pyg" (PyG's convolutions), "torch_sparse" or "accel" (effml's GCN/SAGE
+            layers aggregating through ``ops.spmm``: torch.sparse, or the Accel-GCN kernel);
+            stack only.
         optimizer, scheduler: partial constructors (see :class:`EffmlModule`).
     """
 
@@ -76,6 +79,7 @@ class NodeClassifier(EffmlModule):
         structure: str = "stack",
         k: int = 32,
         backend: str | None = None,
+        aggregation: str = "pyg",
     ) -> None:
         super().__init__(optimizer, scheduler, monitor=f"val/{metric}")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"], logger=False)
@@ -103,6 +107,7 @@ class NodeClassifier(EffmlModule):
                 dropout=dropout,
                 norm=norm,
                 nonlinearity=nonlinearity,
+                aggregation=aggregation,
             )
         self.metric_name = metric
         self.task_type = task_type
@@ -139,8 +144,15 @@ class NodeClassifier(EffmlModule):
                 fix="Or use model=maxk_gnn",
             )
         paper = cfg["structure"] == "paper"
+        if paper and cfg["aggregation"] != "pyg":
+            raise ConfigError(
+                "aggregation",
+                cfg["aggregation"],
+                "applies to structure=stack (MaxK's paper layout has its own aggregation)",
+                example="pyg",
+            )
         net = MaxKGNN if paper else GNN
-        keys = NET_KEYS + ("k", "backend") if paper else NET_KEYS
+        keys = NET_KEYS + ("k", "backend") if paper else NET_KEYS + ("aggregation",)
         net.check_config({key: cfg[key] for key in keys if key in cfg})
 
     def forward(self, data: Data) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Message-passing node classifiers: GraphSAGE, GCN and GIN stacks (PyTorch Geometric layers)."""
+"""Message-passing node classifiers: GraphSAGE, GCN and GIN stacks (PyTorch Geometric layers, or
+for GCN and SAGE effml's SpMM layers, ``aggregation=torch_sparse|accel``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from torch import nn
 from torch_geometric.nn import GCNConv, GINConv, SAGEConv
 
 from effml.checks import check_choice, check_int, check_range, with_defaults
+from effml.errors import ConfigError
+from lightning_modules.gnn.spmm_layers import ADJACENCY, AGGREGATIONS, SPMM_CONVS
+from ops.sparse import AdjacencyCache
 
 CONVS = ("sage", "gcn", "gin")
 NORMS = ("none", "layer")
@@ -41,6 +45,10 @@ def make_conv(kind: str, in_channels: int, out_channels: int) -> nn.Module:
 class GNN(nn.Module):
     """``num_layers`` graph convolutions; between them norm → nonlinearity → dropout.
 
+    ``aggregation="pyg"`` uses PyG's convolutions; ``"torch_sparse"`` or ``"accel"`` uses
+    effml's GCN/SAGE layers (``spmm_layers.py``, the same maths and initialisation) whose
+    aggregation runs through ``ops.spmm`` on a cached adjacency.
+
     Shapes:
         x: (N, in_channels), edge_index: (2, E) → logits (N, out_channels)
     """
@@ -55,6 +63,7 @@ class GNN(nn.Module):
         dropout: float = 0.5,
         norm: str = "none",
         nonlinearity: str = "relu",
+        aggregation: str = "pyg",
     ) -> None:
         super().__init__()
         self.check_config(
@@ -67,11 +76,18 @@ class GNN(nn.Module):
                 "dropout": dropout,
                 "norm": norm,
                 "nonlinearity": nonlinearity,
+                "aggregation": aggregation,
             }
         )
         widths = [in_channels] + [hidden_channels] * (num_layers - 1) + [out_channels]
         pairs = zip(widths[:-1], widths[1:], strict=True)
-        self.convs = nn.ModuleList(make_conv(conv, a, b) for a, b in pairs)
+        if aggregation == "pyg":
+            self.convs = nn.ModuleList(make_conv(conv, a, b) for a, b in pairs)
+            self.adjacency: AdjacencyCache | None = None
+        else:
+            layer = SPMM_CONVS[conv]
+            self.convs = nn.ModuleList(layer(a, b, aggregation) for a, b in pairs)
+            self.adjacency = AdjacencyCache(*ADJACENCY[conv])
         self.norms = nn.ModuleList(
             nn.LayerNorm(w) if norm == "layer" else nn.Identity() for w in widths[1:-1]
         )
@@ -87,9 +103,18 @@ class GNN(nn.Module):
         check_choice(cfg, "conv", CONVS)
         check_choice(cfg, "norm", NORMS)
         check_choice(cfg, "nonlinearity", NONLINEARITIES)
+        check_choice(cfg, "aggregation", AGGREGATIONS)
+        if cfg["aggregation"] != "pyg" and cfg["conv"] not in SPMM_CONVS:
+            raise ConfigError(
+                "aggregation",
+                cfg["aggregation"],
+                f"runs the {sorted(SPMM_CONVS)} layers, not conv={cfg['conv']}",
+                example="pyg",
+            )
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        graph = edge_index if self.adjacency is None else self.adjacency.get(edge_index, len(x))
         x = self.dropout(x)
         for conv, norm in zip(self.convs[:-1], self.norms, strict=True):
-            x = self.dropout(self.act(norm(conv(x, edge_index))))  # (N, hidden)
-        return self.convs[-1](x, edge_index)  # (N, out)
+            x = self.dropout(self.act(norm(conv(x, graph))))  # (N, hidden)
+        return self.convs[-1](x, graph)  # (N, out)

@@ -22,46 +22,22 @@ Both loops are bound by memory operations, not arithmetic: ids are read 8 bytes 
 and the CBSR rows of the nonzeros a few steps ahead are prefetched (they are visited in
 random order and do not stay in L2 beside the streamed CSR arrays and output).
 
-Build: ``-O3 -march=native -fopenmp`` into ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/effml/torch_extensions``, named by a hash of the source, flags, torch version and
-CPU flags so a stale or foreign build is never loaded. Threads: torch's intra-op pool
+Built on first use by ``ops/cpp_build.py`` (``-O3 -march=native -fopenmp``, cached, named by a
+hash of source, flags, torch version and CPU flags). Threads: torch's intra-op pool
 (``torch.set_num_threads``).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
-import platform
-import shutil
-import sys
 from pathlib import Path
 
 import torch
 
-from ops.dispatch import warn_fallback
+from ops.cpp_build import load_cpp_kernels
 from ops.sparse import CsrAdjacency
 
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"]
-
 CPP_FILE = Path(__file__).with_suffix(".cpp")  # the kernels; their text names the build
-
-
-def _build_dir() -> Path:
-    root = os.environ.get("TORCH_EXTENSIONS_DIR")
-    return Path(root) if root else Path.home() / ".cache" / "effml" / "torch_extensions"
-
-
-def _cpu_signature() -> str:
-    """The CPU's feature flags (``-march=native`` builds are only valid on matching CPUs)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class CpuKernels:
@@ -115,42 +91,5 @@ class CpuKernels:
 @functools.cache
 def load_kernels() -> CpuKernels | None:
     """The compiled kernels, or None (with a warning) when they cannot be built here."""
-    if os.environ.get("EFFML_MAXK_NO_CPP") == "1":
-        warn_fallback("maxk", "EFFML_MAXK_NO_CPP=1: the CPU kernels use vectorised torch")
-        return None
-    from torch.utils.cpp_extension import load_inline
-
-    scripts = str(Path(sys.executable).parent)  # pip's ninja lives beside the interpreter
-    path = os.environ.get("PATH", "")
-    if shutil.which("ninja") is None and scripts not in path.split(os.pathsep):
-        os.environ["PATH"] = scripts + os.pathsep + path
-    try:
-        source = CPP_FILE.read_text()
-    except OSError as err:
-        warn_fallback(
-            "maxk", f"cannot read {CPP_FILE} ({err}); the CPU kernels use vectorised torch"
-        )
-        return None
-    tag = "|".join([source, *CFLAGS, torch.__version__, _cpu_signature()])
-    name = "effml_maxk_cpu_" + hashlib.sha256(tag.encode()).hexdigest()[:12]
-    build_dir = _build_dir() / name
-    try:
-        build_dir.mkdir(parents=True, exist_ok=True)
-        module = load_inline(
-            name=name,
-            cpp_sources=[source],
-            functions=["topk", "spgemm", "sspmm"],
-            extra_cflags=CFLAGS,
-            extra_ldflags=["-fopenmp"],
-            build_directory=str(build_dir),
-            verbose=False,
-        )
-    except (RuntimeError, OSError, ImportError, ValueError) as err:
-        first_line = str(err).splitlines()[0] if str(err) else type(err).__name__
-        warn_fallback(
-            "maxk",
-            f"the C++ CPU kernels could not be compiled ({first_line}); using the slower "
-            "vectorised-torch path. Install a C++ compiler (g++) and ninja to get the fast path.",
-        )
-        return None
-    return CpuKernels(module)
+    module = load_cpp_kernels("maxk", CPP_FILE, ["topk", "spgemm", "sspmm"])
+    return None if module is None else CpuKernels(module)
