@@ -113,24 +113,11 @@ def test_verbose_shows_the_traceback(tmp_path: Path, cache_dir: Path) -> None:
     assert (only_run(tmp_path / "logs") / FAILED_FILE).is_file()
 
 
-def test_a_bug_keeps_its_traceback(tmp_path: Path, cache_dir: Path) -> None:
-    """A bug (here a ZeroDivisionError in building the model) is not dressed as a user error."""
-    data = require_data(CORA)
-    argv = ["run.py", *SHORT, f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}"]
-    script = textwrap.dedent(
-        f"""
-        import runpy, sys
-        import tasks.train
-
-        def broken(*args, **kwargs):
-            return 1 / 0
-
-        tasks.train.build_model = broken
-        sys.argv = {argv!r}
-        runpy.run_path("run.py", run_name="__main__")
-        """
-    )
-    proc = subprocess.run(
+def run_patched(patch: str, argv: list[str], data: Path) -> subprocess.CompletedProcess:
+    """``python run.py ARGV`` in a process where ``patch`` (Python source) ran first."""
+    script = f"import runpy, sys\n{textwrap.dedent(patch)}\nsys.argv = {['run.py', *argv]!r}\n"
+    script += 'runpy.run_path("run.py", run_name="__main__")\n'
+    return subprocess.run(
         [sys.executable, "-c", script],
         cwd=ROOT,
         capture_output=True,
@@ -138,6 +125,21 @@ def test_a_bug_keeps_its_traceback(tmp_path: Path, cache_dir: Path) -> None:
         timeout=300,
         env={**os.environ, "DATA_DIR": str(data)},
     )
+
+
+def test_a_bug_keeps_its_traceback(tmp_path: Path, cache_dir: Path) -> None:
+    """A bug (here a ZeroDivisionError in building the model) is not dressed as a user error."""
+    data = require_data(CORA)
+    argv = [*SHORT, f"paths.log_dir={tmp_path / 'logs'}", f"paths.cache_dir={cache_dir}"]
+    patch = """
+        import tasks.train
+
+        def broken(*args, **kwargs):
+            return 1 / 0
+
+        tasks.train.build_model = broken
+    """
+    proc = run_patched(patch, argv, data)
     assert proc.returncode == 1, proc.stderr[-4000:]
     assert "Traceback" in proc.stderr and "ZeroDivisionError" in proc.stderr
     run = only_run(tmp_path / "logs")
@@ -150,24 +152,10 @@ def test_missing_tool(tmp_path: Path, cache_dir: Path) -> None:
     hidden from the import system here) names the package and the command that installs it."""
     data = require_data("MNIST/raw")
     logs = tmp_path / "logs"
-    argv = ["run.py", "experiment=lif_mnist", "trainer=cpu", "+trainer.fast_dev_run=true"]
+    argv = ["experiment=lif_mnist", "trainer=cpu", "+trainer.fast_dev_run=true"]
     argv += [f"paths.log_dir={logs}", f"paths.cache_dir={cache_dir}"]
-    script = textwrap.dedent(
-        f"""
-        import runpy, sys
-        sys.modules["spikingjelly"] = None  # importing it now fails as if it were absent
-        sys.argv = {argv!r}
-        runpy.run_path("run.py", run_name="__main__")
-        """
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "DATA_DIR": str(data)},
-    )
+    # importing SpikingJelly now fails as if it were absent
+    proc = run_patched('sys.modules["spikingjelly"] = None', argv, data)
     message = assert_user_error(proc, "SpikingJelly", "pip install -e '.[snn]'")
     assert_recorded(only_run(logs), message)
 

@@ -52,24 +52,6 @@ def load_kernel() -> ModuleType | None:
     return load_cpp_kernels("spmm", CPP_FILE, ["spmm"])
 
 
-def _check_features(graph: AccelGraph, x: torch.Tensor) -> None:
-    """Raise unless x is a float (num_cols, F) matrix on the graph's device."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 2:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ValueError(f"x has shape {shape}; pass a 2-D (num_cols, F) feature matrix")
-    if x.shape[0] != graph.num_cols:
-        raise ValueError(
-            f"x has {x.shape[0]} rows but A has {graph.num_cols} columns; pass x of shape "
-            f"({graph.num_cols}, F)"
-        )
-    if x.device != graph.device:
-        raise ValueError(
-            f"x is on {x.device} but the graph is on {graph.device}; move one with .to(device)"
-        )
-    if not x.is_floating_point():
-        raise TypeError(f"x has dtype {x.dtype}; pass float32 or float16 features")
-
-
 def spmm_cpu(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
     """Y = A · x with the C++/OpenMP kernel, rows in the caller's order.
 
@@ -83,7 +65,7 @@ def spmm_cpu(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
     Shapes:
         x: (num_cols, F); returns (num_rows, F).
     """
-    _check_features(graph, x)
+    graph.check_features(x)
     kernel = load_kernel() if x.device.type == "cpu" and x.dtype in KERNEL_DTYPES else None
     if kernel is None:
         return spmm_cpu_torch(graph, x)
@@ -101,7 +83,7 @@ def spmm_cpu_torch(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
     Shapes:
         x: (num_cols, F); returns (num_rows, F) in x's dtype.
     """
-    _check_features(graph, x)
+    graph.check_features(x)
     acc_dtype = torch.promote_types(x.dtype, torch.float32)
     features = x.to(acc_dtype)
     width = x.shape[1]

@@ -223,6 +223,30 @@ class AccelGraph:
     def num_rows(self) -> int:
         return self.perm.numel()
 
+    def check_features(self, x: torch.Tensor) -> None:
+        """Raise unless ``x`` is a float (num_cols, F) matrix on this graph's device: the input
+        check every SpMM of ``ops/spmm`` runs (ValueError for shape and device, TypeError for
+        the dtype)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 2:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"x has shape {shape}; pass a 2-D (num_cols={self.num_cols}, F) feature matrix"
+            )
+        if x.shape[0] != self.num_cols:
+            raise ValueError(
+                f"x has {x.shape[0]} rows but A has {self.num_cols} columns; pass x of shape "
+                f"(num_cols={self.num_cols}, F)"
+            )
+        if x.device != self.device:
+            raise ValueError(
+                f"x is on {x.device} but the graph is on {self.device}; move one with .to(device)"
+            )
+        if not x.is_floating_point():
+            raise TypeError(
+                f"x has dtype {x.dtype}; pass a 2-D float feature matrix (float32 or float16 "
+                "for the kernels)"
+            )
+
     @property
     def nnz(self) -> int:
         return self.col.numel()

@@ -17,21 +17,6 @@ from .partition import DEG_BOUND, WARP_NZ, AccelGraph
 EDGE_CHUNK = 1 << 16
 
 
-def _check_features(graph: AccelGraph, x: torch.Tensor) -> None:
-    """Raise ValueError unless x is a float (num_cols, F) matrix on the graph's device."""
-    if not isinstance(x, torch.Tensor) or x.dim() != 2 or not x.is_floating_point():
-        raise ValueError("x must be a 2-D float tensor (num_cols, F)")
-    if x.shape[0] != graph.num_cols:
-        raise ValueError(
-            f"x has {x.shape[0]} rows but A has {graph.num_cols} columns; pass x of shape "
-            f"({graph.num_cols}, F)"
-        )
-    if x.device != graph.device:
-        raise ValueError(
-            f"x is on {x.device} but the graph is on {graph.device}; move one with .to(device)"
-        )
-
-
 def _accumulation_dtype(x: torch.Tensor) -> torch.dtype:
     return torch.promote_types(x.dtype, torch.float32)
 
@@ -49,7 +34,7 @@ def spmm_reference(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
     Shapes:
         x: (num_cols, F); returns (num_rows, F) in x's dtype.
     """
-    _check_features(graph, x)
+    graph.check_features(x)
     dtype = _accumulation_dtype(x)
     features = x.to(dtype)
     weight = _edge_weights(graph, dtype)
@@ -77,7 +62,7 @@ def spmm_blocks_reference(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
     Shapes:
         x: (num_cols, F); returns (num_rows, F) in x's dtype.
     """
-    _check_features(graph, x)
+    graph.check_features(x)
     dtype = _accumulation_dtype(x)
     features = x.to(dtype)
     weight = _edge_weights(graph, dtype)

@@ -141,16 +141,7 @@ def spmm_triton(graph: AccelGraph, x: torch.Tensor) -> torch.Tensor:
         RuntimeError / TypeError: from ``check_triton_runnable`` (CPU tensor without the
             interpreter, unsupported dtype).
     """
-    if x.dim() != 2 or x.shape[0] != graph.num_cols:
-        raise ValueError(
-            f"spmm_triton: x must be (num_cols={graph.num_cols}, F), got {tuple(x.shape)}; "
-            "pass the features of the graph's column (source) nodes"
-        )
-    if x.device != graph.device:
-        raise ValueError(
-            f"spmm_triton: x is on {x.device} but the graph is on {graph.device}; "
-            "move the graph with graph.to(x.device)"
-        )
+    graph.check_features(x)
     check_triton_runnable(x, op="accel spmm", dtypes=DTYPES)
     width = x.shape[1]
     out = torch.zeros(graph.num_rows, width, dtype=torch.float32, device=x.device)

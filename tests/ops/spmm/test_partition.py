@@ -218,7 +218,7 @@ def test_references_reject_bad_features() -> None:
     accel = AccelGraph.from_csr(graph_with_degrees([1, 2], num_cols=4, seed=5))
     with pytest.raises(ValueError, match="x has 3 rows but A has 4 columns"):
         spmm_reference(accel, torch.zeros(3, 2))
-    with pytest.raises(ValueError, match="2-D float"):
+    with pytest.raises(TypeError, match="2-D float"):
         spmm_blocks_reference(accel, torch.zeros(4, 2, dtype=torch.int64))
 
 
