@@ -26,6 +26,7 @@ DEFAULT_FLUSH_BYTES = 256 * 2**20  # cold-cache span when the cache size cannot 
 ATTENTION_BACKENDS = ("default", "math", "flash", "efficient", "cudnn")
 CONV_DIRECTIONS = ("forward", "backward")
 BANDWIDTH_OPS = ("copy", "triad")
+GEMM_LIBRARIES = ("torch", "numpy")
 CACHE_STATES = ("warm", "cold")
 TRIAD_SCALAR = 3.0
 

@@ -5,7 +5,9 @@ the minimum traffic (every input read once, every output written once), so
 ``intensity = flops / bytes`` places an operator on a roofline. Each family's generator takes
 the family's config mapping (keys below, every key optional) and returns a list of ``Case``:
 
-- gemm: ``dtypes``, ``square`` (n of n×n×n), ``llm_tokens`` (rows of the 7B projections);
+- gemm: ``dtypes``, ``square`` (n of n×n×n), ``llm_tokens`` (rows of the 7B projections),
+  ``libraries`` (torch; numpy: NumPy's BLAS, CPU fp32/fp64 only — a second BLAS, since the
+  one torch links is not the fastest on every CPU, e.g. MKL on AMD);
 - conv: ``dtypes``, ``nets`` (``shapes.CONV_NETS``), ``layers`` (extra [C, K, H, W, R, S,
   stride, pad] rows, net "custom"), ``batches``, ``directions`` (forward, backward),
   ``channels_last`` (list of booleans);
@@ -37,8 +39,10 @@ from tasks.opbench.cases import (
     CONV_DIRECTIONS,
     DEFAULT_FLUSH_BYTES,
     DTYPES,
+    GEMM_LIBRARIES,
     TRIAD_SCALAR,
     Case,
+    CaseSkipped,
     Maker,
     last_level_cache_bytes,
 )
@@ -105,8 +109,10 @@ def _randn(device: torch.device, dtype: torch.dtype, *shape: int) -> torch.Tenso
     return torch.randn(*shape, device=device, dtype=dtype)
 
 
-def _gemm_maker(m: int, n: int, k: int) -> Maker:
+def _gemm_maker(m: int, n: int, k: int, library: str = "torch") -> Maker:
     def make(device: torch.device, dtype: torch.dtype) -> Callable[[], object]:
+        if library == "numpy":
+            return _numpy_gemm(device, dtype, m, n, k)
         a, b = _randn(device, dtype, m, k), _randn(device, dtype, k, n)
         c = torch.empty(m, n, device=device, dtype=dtype)
         return lambda: torch.mm(a, b, out=c)
@@ -114,11 +120,26 @@ def _gemm_maker(m: int, n: int, k: int) -> Maker:
     return make
 
 
+def _numpy_gemm(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int):
+    """The same GEMM through NumPy's BLAS (OpenBLAS in the PyPI wheels): a second library on
+    the CPU, next to the one torch links (MKL on x86 builds); fp32 and fp64 only."""
+    import numpy as np
+
+    if device.type != "cpu":
+        raise CaseSkipped(f"library=numpy on {device.type}: NumPy's BLAS runs on the CPU only")
+    if dtype not in (torch.float32, torch.float64):
+        raise CaseSkipped(f"library=numpy with {dtype}: NumPy's BLAS has fp32 and fp64 GEMMs only")
+    a, b = (_randn(device, dtype, *shape).numpy() for shape in ((m, k), (k, n)))
+    c = np.empty((m, n), dtype=a.dtype)
+    return lambda: np.matmul(a, b, out=c)
+
+
 def gemm_cases(cfg: Mapping[str, Any]) -> list[Case]:
     """Square n×n×n GEMMs and the 7B projections (tokens × k) · (k × n), per dtype."""
     dtypes = _dtypes(cfg, "gemm", tuple(DTYPES))
     square = _positive_ints(cfg, "gemm", "square", (256, 512, 1024, 2048, 4096, 8192), True)
     tokens = _positive_ints(cfg, "gemm", "llm_tokens", LLM_TOKENS, True)
+    libraries = _choices(cfg, "gemm", "libraries", ("torch",), GEMM_LIBRARIES)
     shapes = [("gemm_square", {"m": s, "n": s, "k": s}) for s in square]
     shapes += [
         ("gemm_llm", {"layer": g.name, "m": t, "n": g.n, "k": g.k})
@@ -128,12 +149,13 @@ def gemm_cases(cfg: Mapping[str, Any]) -> list[Case]:
     if not shapes:
         raise ConfigError("gemm.square", square, "and gemm.llm_tokens are both empty", [256])
     cases = []
-    for dtype, (op, params) in itertools.product(dtypes, shapes):
+    for dtype, (op, params), library in itertools.product(dtypes, shapes, libraries):
         m, n, k, size = params["m"], params["n"], params["k"], DTYPES[dtype].itemsize
         cases.append(
             Case(
-                "gemm", op, dtype, dict(params), gemm_flops(m, n, k), gemm_bytes(m, n, k, size),
-                make=_gemm_maker(m, n, k), probe=dtype in ("fp16", "bf16"),
+                "gemm", op, dtype, {**params, "library": library}, gemm_flops(m, n, k),
+                gemm_bytes(m, n, k, size), make=_gemm_maker(m, n, k, library),
+                probe=dtype in ("fp16", "bf16"),
             )
         )  # fmt: skip
     return cases

@@ -77,11 +77,13 @@ def markdown(results: list[Result]) -> str:
     out += table(header, rows) + [""]
     out += [
         "Cross-check: effml's figure over an independent one measured in the same run "
-        "(NumPy's BLAS fp32 GEMM, a plain NumPy triad); 1 means no hidden overhead.",
+        "(NumPy's BLAS fp32 GEMM, a plain NumPy triad; CUDA events on a GPU); 1 means no "
+        "hidden overhead.",
         "",
     ]
     for r in results:
         out += [f"## {r.label}", "", f"From `{r.path}`.", ""] + peak_notes(r)
+        out += crosscheck_notes(r)
         header = ["family", "op", "dtype", "params", "median ms", "p20–p80 ms", "TFLOP/s"]
         header += ["GB/s", "FLOP/byte", "of measured peak", "of theoretical peak"]
         rows = []
@@ -183,12 +185,35 @@ def _canvas(ncols: int, nrows: int = 1, size=(5.5, 4.2)) -> tuple[Figure, list]:
     return fig, [ax for line in axes for ax in line]
 
 
+CROSSCHECK_RATIOS = {
+    "ratio": "effml over the independent measurement",
+    "timer_ratio": "the same torch call in a plain loop over the suite's timer",
+    "library_ratio": "torch's BLAS over NumPy's",
+    "add_ratio": "effml's triad over NumPy's one-pass STREAM add (the same bytes)",
+}
+
+
+def crosscheck_notes(result: Result) -> list[str]:
+    """One line per cross-check: the method and each ratio it has."""
+    lines = []
+    for key, check in (result.data.get("crosscheck") or {}).items():
+        if not isinstance(check, dict):
+            continue
+        ratios = "; ".join(
+            f"{meaning} ×{fmt(check[name])}"
+            for name, meaning in CROSSCHECK_RATIOS.items()
+            if check.get(name) is not None
+        )
+        lines.append(f"- cross-check {key} ({check.get('independent', '?')}): {ratios}")
+    return lines + [""] if lines else []
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower() or "device"
 
 
 def plot_throughput(results: list[Result], family: str, path: Path) -> None:
-    """Throughput against work per (op, dtype), one panel per machine."""
+    """Throughput against work per (op, dtype, library or backend), one panel per machine."""
     fig, axes = _canvas(len(results))
     for ax, r in zip(axes, results, strict=False):
         rows = [row for row in r.measured if row["family"] == family]
@@ -197,7 +222,10 @@ def plot_throughput(results: list[Result], family: str, path: Path) -> None:
             value, unit = throughput(row)
             if value:
                 work = row["flops"] if unit == "TFLOP/s" else row["bytes"]
-                groups.setdefault((row["op"], row["dtype"], unit), []).append((work, value))
+                params = row["params"]
+                variant = params.get("library") or params.get("backend") or ""
+                key = (f"{row['op']} {variant}".strip(), row["dtype"], unit)
+                groups.setdefault(key, []).append((work, value))
         units = sorted({unit for _, _, unit in groups})
         for i, ((op, dtype, unit), points) in enumerate(groups.items()):
             xs, ys = zip(*sorted(points), strict=True)

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -209,96 +210,142 @@ def _cuda_event_seconds(fn: Callable[[], object], target_s: float, clock=None) -
     return begin.elapsed_time(end) / 1e3 / calls
 
 
-def _numpy_triad(n: int, blocks: int = 2**18) -> Callable[[], None]:
-    """STREAM triad a = b + s·c in NumPy, in cache-sized blocks (1 MiB of fp32) so that the
-    second pass over each block of a stays in cache (memory traffic 3n, as STREAM counts;
-    NumPy has no fused multiply-add ufunc, so each block is still passed over twice)."""
+def _numpy_triad(n: int, threads: int, blocks: int = 2**16) -> Callable[[], None]:
+    """STREAM triad a = b + s·c in NumPy on ``threads`` threads (NumPy's ufuncs release the
+    GIL), each over its contiguous share in cache-sized blocks (256 KiB of fp32), so that the
+    second pass over each block of a stays in cache: memory traffic 3n, as STREAM counts
+    (NumPy has no fused multiply-add ufunc, so each block is still passed over twice)."""
     rng = np.random.default_rng(0)
     a, b, c = (rng.standard_normal(n, dtype=np.float32) for _ in range(3))
     scalar = np.float32(3.0)
 
-    def triad() -> None:
-        for i in range(0, n, blocks):
-            part = a[i : i + blocks]
-            np.multiply(c[i : i + blocks], scalar, out=part)
-            np.add(part, b[i : i + blocks], out=part)
+    def share(bounds: tuple[int, int]) -> None:
+        for i in range(*bounds, blocks):
+            j = min(i + blocks, bounds[1])
+            part = a[i:j]
+            np.multiply(c[i:j], scalar, out=part)
+            np.add(part, b[i:j], out=part)
 
+    return _on_threads(share, n, threads)
+
+
+def _numpy_add(n: int, threads: int) -> Callable[[], None]:
+    """STREAM add a = b + c in NumPy on ``threads`` threads: one pass over the same three
+    arrays as the triad (the same bytes moved, one FLOP fewer per element), so its GB/s says
+    what the memory delivers to NumPy without the triad's second pass."""
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(n, dtype=np.float32) for _ in range(3))
+    return _on_threads(lambda bounds: np.add(b[slice(*bounds)], c[slice(*bounds)],
+                                             out=a[slice(*bounds)]), n, threads)  # fmt: skip
+
+
+def _on_threads(share: Callable[[tuple[int, int]], object], n: int, threads: int):
+    """``share`` over ``threads`` contiguous shares of range(n), on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shares = [(t * n // threads, (t + 1) * n // threads) for t in range(threads)]
+    if threads == 1:
+        return lambda: share(shares[0])
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="numpy-triad")
+    triad = lambda: list(pool.map(share, shares))  # noqa: E731
+    weakref.finalize(triad, pool.shutdown, wait=False)
     return triad
 
 
-def _numpy_gemm(n: int) -> Callable[[], None]:
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    c = np.empty((n, n), dtype=np.float32)
-    return lambda: np.matmul(a, b, out=c)
-
-
 def _interleaved(
-    ours: Callable[[], object], theirs: Callable[[], object], timer: Timer, independent
-) -> tuple[float, float, float]:
-    """Median seconds of ``ours`` timed by the suite's timer, of ``theirs`` and of ``ours``
-    timed by ``independent``, alternating one round of each so that load from other
-    processes hits all three."""
+    suite: Mapping[str, Callable[[], object]],
+    plain: Mapping[str, Callable[[], object]],
+    timer: Timer,
+    independent: Callable[..., float],
+) -> dict[str, float]:
+    """Median seconds per call of each ``suite`` closure timed by the suite's timer and of each
+    ``plain`` closure timed by ``independent`` (a plain loop, or CUDA events), one round of
+    each in turn, so that load from other processes hits them all alike."""
     one_round = Timer(timer.device, 1, timer.round_time, timer.clock, timer.num_threads)
     clock = CLOCKS[timer.clock]
-    mine, other, plain = [], [], []
+    seconds: dict[str, list[float]] = {name: [] for name in (*suite, *plain)}
     for _ in range(timer.rounds):
-        mine.append(one_round.samples({"op": ours})["op"][0] / 1e3)
-        other.append(independent(theirs, timer.round_time, clock))
-        plain.append(independent(ours, timer.round_time, clock))
-    return float(np.median(mine)), float(np.median(other)), float(np.median(plain))
+        for name, fn in suite.items():
+            seconds[name].append(one_round.samples({"op": fn})["op"][0] / 1e3)
+        for name, fn in plain.items():
+            seconds[name].append(independent(fn, timer.round_time, clock))
+    return {name: float(np.median(values)) for name, values in seconds.items()}
 
 
 def crosscheck(
     device: torch.device, timer: Timer, gemm_size: int, triad_size: int
 ) -> dict[str, dict]:
     """The suite's fp32 GEMM and triad against an independent measurement of the same
-    operation: NumPy's BLAS and a plain NumPy triad timed in a plain loop with the timer's
-    clock (wall or process CPU time) on a CPU, the same torch call timed with CUDA events on
-    a GPU. ``ratio`` compares the two implementations (BLAS libraries differ);
-    ``timer_ratio`` = the suite's figure over the same torch call in the plain loop, the
-    overhead of the timing alone."""
+    operation in the same run.
+
+    On a CPU: NumPy's BLAS and a plain NumPy triad (as many threads as torch uses) timed in a
+    plain loop with the timer's clock. The suite's GEMM figure is its best over its libraries
+    (torch's BLAS and NumPy's, as ``opbench/gemm_fp32_best_tflops``); ``library_ratio`` =
+    torch's BLAS over NumPy's (libraries differ: MKL on an AMD CPU, for one). On a GPU: the same
+    torch call timed with CUDA events. ``timer_ratio`` = the suite's torch figure over the same
+    torch call in the plain loop: the overhead of the timing alone. ``add_ratio`` = the suite's
+    triad over NumPy's STREAM add, which moves the same bytes in one pass (NumPy has no fused
+    multiply-add, so its triad passes over each block twice and is slower wherever a core, not
+    the memory, is the bottleneck).
+    """
     import threadpoolctl
 
-    gemm = next(
-        c
-        for c in gemm_cases({"dtypes": ["fp32"], "square": [gemm_size], "llm_tokens": [1]})
-        if c.op == "gemm_square"
+    threads = torch.get_num_threads()
+    libraries = ["torch", "numpy"] if device.type == "cpu" else ["torch"]
+    gemms = gemm_cases(
+        {"dtypes": ["fp32"], "square": [gemm_size], "llm_tokens": [], "libraries": libraries}
     )
     (triad,) = bandwidth_cases(
         {"dtypes": ["fp32"], "sizes": [triad_size], "ops": ["triad"], "cache": ["warm"]}
     )
     result = {}
-    for key, case, unit in (("gemm_fp32", gemm, "tflops"), ("triad", triad, "gbs")):
-        ours = case.build(device)
-        if device.type == "cuda":
-            theirs, independent, method = ours, _cuda_event_seconds, "torch, CUDA events"
-        elif key == "gemm_fp32":
-            theirs, independent = _numpy_gemm(gemm_size), _plain_seconds
-            method = f"numpy.matmul (NumPy's BLAS), plain loop, {timer.clock} clock"
-        else:
-            theirs, independent = _numpy_triad(triad_size), _plain_seconds
-            method = f"NumPy blocked triad, plain loop, {timer.clock} clock"
-        with threadpoolctl.threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):
-            mine_s, other_s, plain_s = _interleaved(ours, theirs, timer, independent)
-        scale = 1e12 if unit == "tflops" else 1e9
-        count = case.flops if unit == "tflops" else case.bytes
-        effml, other = count / mine_s / scale, count / other_s / scale
-        name = "numpy" if device.type == "cpu" else "cuda_events"
-        result[key] = {
-            f"effml_{unit}": effml,
-            f"{name}_{unit}": other,
-            # keep the contract's key whatever the independent method
-            **({f"numpy_{unit}": other} if name != "numpy" else {}),
-            "ratio": effml / other,
-            # the same torch call in the independent loop: the suite's timer overhead alone
-            f"plain_loop_{unit}": count / plain_s / scale,
-            "timer_ratio": plain_s / mine_s,
-            "size": case.params,
-            "independent": method,
-        }
-        del ours, theirs
-        gc.collect()
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        for key, cases, unit in (("gemm_fp32", gemms, "tflops"), ("triad", [triad], "gbs")):
+            suite = {c.params.get("library", "torch"): c.build(device) for c in cases}
+            plain = {"torch_plain": suite["torch"]}
+            if device.type == "cuda":
+                independent, method = _cuda_event_seconds, "torch, CUDA events"
+            elif key == "gemm_fp32":
+                independent = _plain_seconds
+                plain["numpy_plain"] = suite["numpy"]
+                method = f"numpy.matmul (NumPy's BLAS), plain loop, {timer.clock} clock"
+            else:
+                independent = _plain_seconds
+                plain["numpy_plain"] = _numpy_triad(triad_size, threads)
+                plain["numpy_add"] = _numpy_add(triad_size, threads)
+                method = f"NumPy blocked triad, {threads} threads, plain loop, {timer.clock} clock"
+            seconds = _interleaved(suite, plain, timer, independent)
+            scale = 1e12 if unit == "tflops" else 1e9
+            count = cases[0].flops if unit == "tflops" else cases[0].bytes
+            rate = {name: count / s / scale for name, s in seconds.items()}
+            effml = max(rate[name] for name in suite)
+            reference = rate.get("numpy_plain", rate["torch_plain"])
+            name = "numpy" if device.type == "cpu" else "cuda_events"
+            library = {
+                f"effml_numpy_{unit}": rate.get("numpy"),
+                "library_ratio": rate["torch"] / reference,
+            }
+            result[key] = {
+                f"effml_{unit}": effml,
+                f"{name}_{unit}": reference,
+                # keep the contract's key whatever the independent method
+                **({f"numpy_{unit}": reference} if name != "numpy" else {}),
+                "ratio": effml / reference,
+                f"effml_torch_{unit}": rate["torch"],
+                **(library if "numpy" in suite else {}),
+                **(
+                    {"numpy_add_gbs": rate["numpy_add"], "add_ratio": effml / rate["numpy_add"]}
+                    if "numpy_add" in rate
+                    else {}
+                ),  # fmt: skip
+                # the same torch call in the independent loop: the suite's timer overhead alone
+                f"plain_loop_{unit}": rate["torch_plain"],
+                "timer_ratio": seconds["torch_plain"] / seconds["torch"],
+                "size": cases[0].params,
+                "independent": method,
+            }
+            del suite, plain
+            gc.collect()
     return result
 
 

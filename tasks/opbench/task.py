@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import threadpoolctl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
@@ -78,6 +79,12 @@ def check_settings(block: Mapping[str, Any]) -> None:
     check_choice(block, "clock", CLOCKS)
     check_int(block, "threads", minimum=1, example=1)
     check_int(block, "rounds", minimum=1, example=5)
+    if block.get("clock") == "cpu" and block.get("device") != "cuda" and block.get("threads") != 1:
+        raise ConfigError(
+            "clock", "cpu", f"sums the CPU time of every thread, so with threads="
+            f"{block.get('threads')} a figure would be per core-second, not per second",
+            fix="Use opbench.threads=1 with opbench.clock=cpu, or opbench.clock=wall",
+        )  # fmt: skip
     check_range(block, "round_time", 0.0, None, low_open=True, example=0.2)
     check_int(block, "fma_units", minimum=1, maximum=8, example=2)
     check_range(block, "clock_ghz", 0.0, 10.0, low_open=True, example=2.5)
@@ -139,7 +146,9 @@ def _metrics(result: dict) -> dict[str, float]:
         metrics["opbench/triad_fraction_of_theoretical"] = measured["triad_gbs"] / memory
     for key, check in result["crosscheck"].items():
         metrics[f"opbench/crosscheck_{key}_ratio"] = check["ratio"]
-        metrics[f"opbench/crosscheck_{key}_timer_ratio"] = check["timer_ratio"]
+        for extra in ("timer_ratio", "library_ratio", "add_ratio"):
+            if check.get(extra) is not None:
+                metrics[f"opbench/crosscheck_{key}_{extra}"] = check[extra]
     rows = result["measurements"]
     metrics["opbench/measured"] = float(sum(1 for r in rows if not r["skipped"]))
     metrics["opbench/skipped"] = float(sum(1 for r in rows if r["skipped"]))
@@ -162,6 +171,10 @@ def opbench(cfg: DictConfig) -> float | None:
             f"cannot create the run folder {out}: {err.strerror or err}. Point "
             "paths.output_dir (or hydra.run.dir) at a writable folder"
         ) from None
+    try:  # a bad family setting fails before anything is written or measured
+        cases, rows = build_cases(block)
+    except ConfigError as err:
+        raise err.with_prefix("opbench.") from None
     theory = device_peaks(
         device, _gpu_table(block), block.get("fma_units"), block.get("clock_ghz"), threads
     )
@@ -184,16 +197,17 @@ def opbench(cfg: DictConfig) -> float | None:
         for key, check in result["crosscheck"].items():
             log.info("crosscheck %s: %s", key, {k: v for k, v in check.items() if k != "size"})
         runner.save(result, out)
-    cases, rows = build_cases(block)
     result["measurements"] = rows
-    bar = tqdm(cases, desc="opbench", unit="case", file=sys.stderr, dynamic_ncols=True)
-    for case in bar:
-        bar.set_postfix_str(case.name[:60])
-        rows.append(runner.measure(case, device, timer))
-        result["peaks"]["measured"] = runner.measured_peaks(rows)
-        runner.with_fractions(rows, result["peaks"]["measured"], theory)
-        runner.save(runner.finite_or_none(result), out)
-    bar.close()
+    # NumPy's BLAS (the gemm family's numpy library) on as many threads as torch
+    with threadpoolctl.threadpool_limits(limits=threads, user_api="blas"):
+        bar = tqdm(cases, desc="opbench", unit="case", file=sys.stderr, dynamic_ncols=True)
+        for case in bar:
+            bar.set_postfix_str(case.name[:60])
+            rows.append(runner.measure(case, device, timer))
+            result["peaks"]["measured"] = runner.measured_peaks(rows)
+            runner.with_fractions(rows, result["peaks"]["measured"], theory)
+            runner.save(runner.finite_or_none(result), out)
+        bar.close()
     for row in rows:
         if row["skipped"]:
             log.info("skipped %s %s %s: %s", row["op"], row["dtype"], row["params"], row["skipped"])

@@ -75,11 +75,18 @@ def test_smoke_run_writes_json_csv_and_metrics(tmp_path: Path, cache_dir: Path) 
         check = result["crosscheck"][key]
         assert check["ratio"] == pytest.approx(check[f"effml_{unit}"] / check[f"numpy_{unit}"])
         assert check["timer_ratio"] == pytest.approx(
-            check[f"effml_{unit}"] / check[f"plain_loop_{unit}"]
+            check[f"effml_torch_{unit}"] / check[f"plain_loop_{unit}"]
         )
+    gemm, triad = result["crosscheck"]["gemm_fp32"], result["crosscheck"]["triad"]
+    # the suite's GEMM figure is the better of its two BLAS libraries
+    assert gemm["effml_tflops"] == max(gemm["effml_torch_tflops"], gemm["effml_numpy_tflops"])
+    assert gemm["library_ratio"] == pytest.approx(gemm["effml_torch_tflops"] / gemm["numpy_tflops"])
+    assert triad["add_ratio"] == pytest.approx(triad["effml_gbs"] / triad["numpy_add_gbs"])
     rows = result["measurements"]
-    # 1 square GEMM + 3 LLM projections at 1 token, copy and triad at one size
-    assert len(rows) == 6 and all(set(row) == ROW_KEYS for row in rows)
+    # (1 square GEMM + 3 LLM projections at 1 token) × (torch, numpy), copy and triad
+    assert len(rows) == 10 and all(set(row) == ROW_KEYS for row in rows)
+    libraries = [row["params"]["library"] for row in rows if row["family"] == "gemm"]
+    assert libraries == ["torch", "numpy"] * 4
     for row in rows:
         assert row["skipped"] is None and row["repeats"] == 1
         assert set(row["time_s"]) == set(QUANTILES)
@@ -92,12 +99,13 @@ def test_smoke_run_writes_json_csv_and_metrics(tmp_path: Path, cache_dir: Path) 
     assert triad["fraction_of_measured_peak"] == pytest.approx(1.0)
     with (tmp_path / "measurements.csv").open() as handle:
         table = list(csv.DictReader(handle))
-    assert len(table) == 6 and tuple(table[0]) == CSV_COLUMNS
+    assert len(table) == 10 and tuple(table[0]) == CSV_COLUMNS
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert value == metrics["opbench/gemm_fp32_best_tflops"] == measured["gemm_fp32_tflops"]
     assert metrics["opbench/triad_gbs"] == measured["triad_gbs"]
     assert {"opbench/copy_gbs", "opbench/crosscheck_gemm_fp32_ratio",
             "opbench/crosscheck_triad_ratio", "opbench/crosscheck_triad_timer_ratio",
+            "opbench/crosscheck_gemm_fp32_library_ratio", "opbench/crosscheck_triad_add_ratio",
             "opbench/measured"} <= set(metrics)  # fmt: skip
 
 
@@ -109,6 +117,8 @@ def test_smoke_run_writes_json_csv_and_metrics(tmp_path: Path, cache_dir: Path) 
         ("opbench.gemm.dtypes=[fp32,int4]", "opbench.gemm.dtypes=[fp32, int4]: unknown"),
         ("opbench.rounds=0", "opbench.rounds=0: must be >= 1"),
         ("opbench.device=tpu", "opbench.device=tpu: choose one of"),
+        ("opbench.threads=2", "opbench.clock=cpu: sums the CPU time of every thread"),
+        ("opbench.gemm.libraries=[torch,cublas]", "opbench.gemm.libraries=[torch, cublas]: choose"),
     ],
 )
 def test_bad_settings_fail_before_measuring(
@@ -164,7 +174,7 @@ def test_a_crash_keeps_the_measurements_made(tmp_path: Path, cache_dir: Path, mo
     with pytest.raises(RuntimeError, match="kernel fault in case 2"):
         run_task(cfg)
     rows = result_of(tmp_path)["measurements"]
-    assert len(rows) == 1 and rows[0]["params"] == {"m": 16, "n": 16, "k": 16}
+    assert len(rows) == 1 and rows[0]["params"] == {"m": 16, "n": 16, "k": 16, "library": "torch"}
     assert rows[0]["tflops"] > 0 and result_of(tmp_path)["crosscheck"]["triad"]["ratio"] > 0
 
 
