@@ -30,6 +30,7 @@ from effml.errors import OutputDirError
 from tasks.bench import CLOCKS, Timer
 from tasks.opbench.cases import Case, CaseSkipped
 from tasks.opbench.families import bandwidth_cases, gemm_cases
+from tasks.opbench.stream_c import stream_triad
 
 QUANTILES = {"min": 0.0, "p20": 0.2, "median": 0.5, "p80": 0.8, "max": 1.0}
 CSV_COLUMNS = (
@@ -276,17 +277,19 @@ def crosscheck(
     device: torch.device, timer: Timer, gemm_size: int, triad_size: int
 ) -> dict[str, dict]:
     """The suite's fp32 GEMM and triad against an independent measurement of the same
-    operation in the same run.
+    operation in the same run (``ratio`` = the suite's figure over ``independent_*``; 1 means
+    no hidden overhead).
 
-    On a CPU: NumPy's BLAS and a plain NumPy triad (as many threads as torch uses) timed in a
-    plain loop with the timer's clock. The suite's GEMM figure is its best over its libraries
-    (torch's BLAS and NumPy's, as ``opbench/gemm_fp32_best_tflops``); ``library_ratio`` =
-    torch's BLAS over NumPy's (libraries differ: MKL on an AMD CPU, for one). On a GPU: the same
-    torch call timed with CUDA events. ``timer_ratio`` = the suite's torch figure over the same
-    torch call in the plain loop: the overhead of the timing alone. ``add_ratio`` = the suite's
-    triad over NumPy's STREAM add, which moves the same bytes in one pass (NumPy has no fused
-    multiply-add, so its triad passes over each block twice and is slower wherever a core, not
-    the memory, is the bottleneck).
+    On a CPU the independent GEMM is NumPy's BLAS and the independent triad STREAM's own C
+    loop (``stream_c``; a NumPy triad without a C compiler), each timed in a plain loop with the
+    timer's clock on as many threads as torch uses. The suite's GEMM figure is its best over its
+    libraries (torch's BLAS and NumPy's, as ``opbench/gemm_fp32_best_tflops``);
+    ``library_ratio`` = torch's BLAS over NumPy's (MKL on an AMD CPU is the slower). Also
+    reported: ``numpy_triad_ratio`` (NumPy has no fused multiply-add, so its triad passes over
+    each block twice and is slower wherever a core, not the memory, is the bottleneck) and
+    ``numpy_add_ratio`` (NumPy's one-pass STREAM add, the same bytes). On a GPU: the same torch
+    call timed with CUDA events. ``timer_ratio`` = the same torch call in the plain loop over the
+    suite's timer: the overhead of the timing alone.
     """
     import threadpoolctl
 
@@ -311,39 +314,45 @@ def crosscheck(
                 method = f"numpy.matmul (NumPy's BLAS), plain loop, {timer.clock} clock"
             else:
                 independent = _plain_seconds
-                plain["numpy_plain"] = _numpy_triad(triad_size, threads)
+                plain["numpy_triad"] = _numpy_triad(triad_size, threads)
                 plain["numpy_add"] = _numpy_add(triad_size, threads)
-                method = f"NumPy blocked triad, {threads} threads, plain loop, {timer.clock} clock"
+                stream = stream_triad(triad_size, threads)
+                if stream is not None:
+                    plain["stream_c"] = stream
+                    method = f"STREAM's C triad (-O3 -march=native), {threads} threads, plain loop"
+                else:
+                    method = f"NumPy blocked triad (no C compiler), {threads} threads, plain loop"
+                method += f", {timer.clock} clock"
             seconds = _interleaved(suite, plain, timer, independent)
             scale = 1e12 if unit == "tflops" else 1e9
             count = cases[0].flops if unit == "tflops" else cases[0].bytes
             rate = {name: count / s / scale for name, s in seconds.items()}
             effml = max(rate[name] for name in suite)
-            reference = rate.get("numpy_plain", rate["torch_plain"])
-            name = "numpy" if device.type == "cpu" else "cuda_events"
-            library = {
-                f"effml_numpy_{unit}": rate.get("numpy"),
-                "library_ratio": rate["torch"] / reference,
-            }
-            result[key] = {
+            reference = next(
+                rate[name]
+                for name in ("stream_c", "numpy_plain", "numpy_triad", "torch_plain")
+                if name in rate
+            )
+            check = {
                 f"effml_{unit}": effml,
-                f"{name}_{unit}": reference,
-                # keep the contract's key whatever the independent method
-                **({f"numpy_{unit}": reference} if name != "numpy" else {}),
+                f"independent_{unit}": reference,
                 "ratio": effml / reference,
                 f"effml_torch_{unit}": rate["torch"],
-                **(library if "numpy" in suite else {}),
-                **(
-                    {"numpy_add_gbs": rate["numpy_add"], "add_ratio": effml / rate["numpy_add"]}
-                    if "numpy_add" in rate
-                    else {}
-                ),  # fmt: skip
                 # the same torch call in the independent loop: the suite's timer overhead alone
                 f"plain_loop_{unit}": rate["torch_plain"],
                 "timer_ratio": seconds["torch_plain"] / seconds["torch"],
                 "size": cases[0].params,
                 "independent": method,
             }
+            if "numpy" in suite:  # torch's BLAS against NumPy's
+                check[f"effml_numpy_{unit}"] = rate["numpy"]
+                check["library_ratio"] = rate["torch"] / rate["numpy_plain"]
+            for name, label in (("numpy_plain", "numpy"), ("numpy_triad", "numpy_triad"),
+                                ("numpy_add", "numpy_add"), ("stream_c", "stream_c")):  # fmt: skip
+                if name in rate:
+                    check[f"{label}_{unit}"] = rate[name]
+                    check[f"{label}_ratio"] = effml / rate[name]
+            result[key] = check
             del suite, plain
             gc.collect()
     return result

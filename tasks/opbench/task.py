@@ -146,7 +146,7 @@ def _metrics(result: dict) -> dict[str, float]:
         metrics["opbench/triad_fraction_of_theoretical"] = measured["triad_gbs"] / memory
     for key, check in result["crosscheck"].items():
         metrics[f"opbench/crosscheck_{key}_ratio"] = check["ratio"]
-        for extra in ("timer_ratio", "library_ratio", "add_ratio"):
+        for extra in ("timer_ratio", "library_ratio", "numpy_triad_ratio", "numpy_add_ratio"):
             if check.get(extra) is not None:
                 metrics[f"opbench/crosscheck_{key}_{extra}"] = check[extra]
     rows = result["measurements"]
