@@ -38,7 +38,7 @@ from llm.verilog.reports import (
     parse_stat_cmos,
     parse_stat_liberty,
 )
-from llm.verilog.tools import find_tool, tool_versions
+from llm.verilog.tools import die_with_parent, find_tool, tool_versions
 from llm.verilog.vcd import VcdActivity, read_vcd
 
 DEFAULT_ACTIVITY = 0.1  # toggles per clock period of an input with no VCD data
@@ -115,12 +115,15 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str]:
         text=True,
         errors="replace",
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     try:
         text, _ = proc.communicate(timeout=max(timeout_s, 1.0))
-    except subprocess.TimeoutExpired:
+    except BaseException as err:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGKILL)  # yosys-abc too; Ctrl-C never reaches the group
+        if not isinstance(err, subprocess.TimeoutExpired):
+            raise
         text, _ = proc.communicate()
         return None, (text or "") + f"\n[stopped after {timeout_s:.0f} s]"
     return proc.returncode, text

@@ -37,7 +37,7 @@ from pathlib import Path
 from effml.errors import DataError
 
 from .benchmarks import Problem, instantiated_modules, module_names, strip_comments
-from .tools import find_tool
+from .tools import die_with_parent, find_tool
 
 LOG_HEAD = 2_000  # characters kept from the start of a log
 LOG_TAIL = 4_000  # characters kept from the end of a log
@@ -109,6 +109,7 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str, 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent,
     )
     head = bytearray()
     tail = bytearray()
@@ -136,6 +137,9 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float) -> tuple[int | None, str, 
         timed_out = True
         _kill(proc)
         proc.wait()
+    except BaseException:  # Ctrl-C: its own process group never sees the SIGINT
+        _kill(proc)
+        raise
     thread.join(timeout=5)
     if total[0] <= len(head):
         text = head.decode("utf-8", "replace")

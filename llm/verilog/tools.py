@@ -3,9 +3,12 @@ their versions."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 
 from effml.errors import MissingToolError
@@ -72,3 +75,13 @@ def tool_versions() -> dict[str, str | None]:
         line = next((ln.strip() for ln in text.splitlines() if re.search(r"\d", ln)), "")
         versions[name] = line or "unknown"
     return versions
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` of a tool's process: on Linux, the kernel kills it when the process that
+    started it dies (SIGKILL, a crash), so a hanging simulation never outlives its run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
