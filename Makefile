@@ -19,7 +19,7 @@ setup:
 test:
 	$(PY) -m pytest -q --durations=15
 
-## test-fast: all but the tests marked slow (real training, end-to-end runs): a few minutes on 2 cores
+## test-fast: all but the tests marked slow (real training, end-to-end runs): about 6 min on 2 cores
 test-fast:
 	$(PY) -m pytest -q -m "not slow"
 
