@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg
-from hydra.errors import ConfigCompositionException
+from conftest import CONF, compose_cfg
 
 from effml.errors import ConfigError, MissingDataError
 from llm import LLMClient, LLMError, Usage, build_client
 from llm.base import check_request, cut_at_stop
 from llm.cache import CachedClient
 from llm.concurrency import Failed, map_bounded
+from llm.factory import check_llm_config
 from llm.local import LocalHFClient
 from llm.openai_client import OpenAIClient
 
@@ -30,12 +30,21 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 
 def compose_llm(option: str, *overrides: str):
-    """The root config with the ``llm`` group set to ``option`` (appended when the root
-    defaults list has no ``llm`` entry)."""
-    try:
-        return compose_cfg([f"llm={option}", *overrides])
-    except ConfigCompositionException:
-        return compose_cfg([f"+llm={option}", *overrides])
+    """The root config with the ``llm`` group set to ``option``."""
+    return compose_cfg([f"llm={option}", *overrides])
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (CONF / "llm").glob("*.yaml")))
+def test_every_llm_config_is_valid(option: str) -> None:
+    """Each conf/llm option names an LLMClient and only settings it takes; ``local`` asks for
+    its path."""
+    # the solver answers a reasoning task's prompts: it reads the experiment's reason.task
+    cfg = compose_llm(option, *(["experiment=io_game24"] if option == "solver" else []))
+    if option == "local":
+        with pytest.raises(ConfigError, match="llm.path=\\?\\?\\?: must be set"):
+            check_llm_config(cfg.llm)
+        return
+    assert issubclass(check_llm_config(cfg.llm), LLMClient)
 
 
 class CountingClient(LLMClient):
