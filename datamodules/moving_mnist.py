@@ -8,6 +8,11 @@ the same clips on any machine. Train and validation clips take their digit image
 training images (disjoint halves: train the first 50k, validation the last 10k), test clips
 from MNIST's test images, so the splits share no digit image.
 
+With ``holdout=True`` the (digit, direction) pairs with ``(digit + direction index) % 4 == 0``
+(ten of the forty: one direction per digit, e.g. "the digit 0 moves up", "the digit 1 moves
+right") never appear in train or validation clips (such a draw takes the next direction), and
+every test clip uses them: test captions are then combinations the generator never saw.
+
 Batches are dicts: ``video`` (B, T, 1, size, size) float in [0, 1], ``caption`` (B, C) word ids
 (``CaptionVocab``, padded), ``digits`` (B, 2) and ``directions`` (B, 2) (−1 where a clip has
 one digit).
@@ -71,6 +76,11 @@ class CaptionVocab:
         return " ".join(self.WORDS[i] for i in ids.tolist() if i)
 
 
+def heldout_direction(digit: int) -> int:
+    """The direction index held out for ``digit`` under ``holdout=True``."""
+    return -digit % len(DIRECTIONS)
+
+
 def caption_for(digits: Sequence[int], directions: Sequence[str]) -> str:
     """ "the digit 3 moves up and the digit 7 moves left"."""
     return " and ".join(f"the digit {d} moves {m}" for d, m in zip(digits, directions, strict=True))
@@ -115,11 +125,14 @@ class MovingMNIST(Dataset):
         split: "train", "val" or "test" (part of the clip seed).
         num_digits: digits per clip: 1, 2, or 0 for one or two at random.
         frames, size, speed: clip length, canvas side (≥ 28) and pixels per frame.
+        holdout: keep the held-out (digit, direction) pairs out of train/val clips and give
+            them to every test clip (see the module docstring).
     """
 
     def __init__(self, images, labels, split, length, num_digits=0, frames=8, size=64, speed=4,
-                 seed=0, vocab: CaptionVocab | None = None) -> None:  # fmt: skip
-        self.images, self.labels = images, labels
+                 seed=0, vocab: CaptionVocab | None = None,
+                 holdout: bool = False) -> None:  # fmt: skip
+        self.images, self.labels, self.holdout = images, labels, holdout
         self.split_id, self.length, self.num_digits = SPLITS.index(split), length, num_digits
         self.frames, self.size, self.speed, self.seed = frames, size, speed, seed
         self.vocab = vocab or CaptionVocab()
@@ -133,11 +146,20 @@ class MovingMNIST(Dataset):
         count = self.num_digits or int(rng.integers(1, 3))
         picks = rng.integers(0, len(self.images), size=count)
         span = self.size - 28
+        digits = [int(self.labels[p]) for p in picks]
+        starts = [tuple(int(v) for v in rng.integers(0, span + 1, size=2)) for _ in picks]
+        moves = [int(j) for j in rng.integers(0, 4, size=count)]
+        if self.holdout:
+            held = [heldout_direction(d) for d in digits]
+            if SPLITS[self.split_id] == "test":
+                moves = held
+            else:
+                moves = [(m + 1) % 4 if m == h else m for m, h in zip(moves, held, strict=True)]
         return {
             "picks": picks.tolist(),
-            "digits": [int(self.labels[p]) for p in picks],
-            "starts": [tuple(int(v) for v in rng.integers(0, span + 1, size=2)) for _ in picks],
-            "directions": [DIRECTIONS[int(j)] for j in rng.integers(0, 4, size=count)],
+            "digits": digits,
+            "starts": starts,
+            "directions": [DIRECTIONS[m] for m in moves],
         }
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
@@ -162,12 +184,13 @@ class MovingMNISTDataModule(pl.LightningDataModule):
         num_digits: 1, 2, or 0 (one or two at random).
         frames, size, speed: clip length, canvas side, pixels per frame.
         batch_size, num_workers, seed: the loaders, and the seed of every clip.
+        holdout: held-out caption combinations (see the module docstring).
     """
 
     def __init__(self, data_dir: str | Path, train_size: int = 2000, val_size: int = 200,
                  test_size: int = 200, num_digits: int = 0, frames: int = 8, size: int = 64,
                  speed: int = 4, batch_size: int = 32, num_workers: int = 0,
-                 seed: int = 0) -> None:  # fmt: skip
+                 seed: int = 0, holdout: bool = False) -> None:  # fmt: skip
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.vocab = CaptionVocab()
@@ -198,7 +221,7 @@ class MovingMNISTDataModule(pl.LightningDataModule):
             images, labels = pools[split]
             self.sets[split] = MovingMNIST(
                 images, labels, split, hp[f"{split}_size"], hp.num_digits, hp.frames, hp.size,
-                hp.speed, hp.seed, self.vocab,
+                hp.speed, hp.seed, self.vocab, hp.get("holdout", False),
             )  # fmt: skip
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

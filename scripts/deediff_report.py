@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     cols = ["kind", "rule", "threshold", "shallow_depth", "shallow_steps", "layer_fraction"]
     cols += ["layers_saved", "wall_s", "wall_saving", *fid_keys]
     cols += [f"{k}_vs_full" for k in fid_keys]
+    cols += ["is_classifier", "precision_classifier", "recall_classifier"]
     print(markdown(table[[c for c in cols if c in table.columns]]))
     for rho in rhos:
         print("Spearman(u_i, true error_i) per block:", ", ".join(f"{r:.3f}" for r in rho))

@@ -1,8 +1,10 @@
 """DeeDiff's evaluation stage: sample from the fine-tuned model in full, with early exit at
 each threshold of a sweep, and with the static-exit baseline at the same cost; FID in the
 classifier's feature space (``fid/classifier``) and, given the weights, Inception's
-(``fid/inception``); Spearman of the estimated uncertainty against the true per-layer error;
-grids and plots in the stage folder, every row in ``sweep.json``.
+(``fid/inception``); in the classifier's space also an Inception-Score analogue from its class
+probabilities (``is/classifier``) and k-NN precision/recall (``precision/classifier``,
+``recall/classifier``, k = 3); Spearman of the estimated uncertainty against the true
+per-layer error; grids and plots in the stage folder, every row in ``sweep.json``.
 
 A pipeline stage (``kind: evaluate``) after ``classifier`` and ``deediff``; a sweep reuses the
 trained stages (``reuse_from=<run> reuse_stages=[classifier,backbone,deediff]``).
@@ -36,6 +38,8 @@ from lightning_modules.diffusion.fid import (
     file_key,
     frechet_distance,
     inception_extractor,
+    inception_score,
+    precision_recall,
     reference_stats,
 )
 from lightning_modules.diffusion.samplers import SampleResult, sample
@@ -131,6 +135,7 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
             lambda: real.to(device),
         )
     }
+    real_features = extract(classifier.features, real.to(device))
     weights = (ctx.cfg.get("metric") or {}).get("inception_weights")
     if weights:
         extractors["inception"] = inception_extractor(weights, device)
@@ -149,8 +154,15 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
             "wall_s": result.wall_s,
         }
         for key, extractor in extractors.items():
-            mu, sigma = feature_stats(extract(extractor, result.images.to(device)))
-            row[f"fid_{key}"] = frechet_distance(mu, sigma, *refs[key])
+            features = extract(extractor, result.images.to(device))
+            row[f"fid_{key}"] = frechet_distance(*feature_stats(features), *refs[key])
+            if key == "classifier":
+                with torch.no_grad():
+                    logits = classifier.fc(torch.from_numpy(features).float().to(device))
+                row["is_classifier"] = inception_score(logits.softmax(-1).cpu().numpy())
+                k = min(3, len(features) - 1, len(real_features) - 1)
+                precision, recall = precision_recall(real_features, features, k)
+                row["precision_classifier"], row["recall_classifier"] = precision, recall
         log.info("%s", row)
         return row
 
@@ -218,6 +230,12 @@ def summary(rows: list[dict], rho: list[float], threshold: float, fids: list[str
         "eval/wall_s": exit_row["wall_s"],
         "eval/spearman_mean": float(np.nanmean(rho)),
     }
+    for key in ("is_classifier", "precision_classifier", "recall_classifier"):
+        if key not in full or key not in exit_row:
+            continue
+        name = key.removesuffix("_classifier")
+        metrics[f"{name}/classifier_full"] = full[key]
+        metrics[f"{name}/classifier"] = exit_row[key]
     for key in fids:
         metrics[f"fid/{key}_full"] = full[f"fid_{key}"]
         metrics[f"fid/{key}"] = exit_row[f"fid_{key}"]

@@ -1,5 +1,6 @@
 """Send what a run wrote to its dashboards: every plot (``*.png``) as a W&B image and a
-TensorBoard image, every table (``*.csv``) as a W&B table, ``metrics.json`` as the W&B run
+TensorBoard image, every table (``*.csv``) as a W&B table, every clip (``*.gif``, ``*.mp4``)
+as a W&B video, ``metrics.json`` as the W&B run
 summary, with the run's config and tags.
 
 ``run_task`` publishes each run into the loggers its config selects (``logger=wandb``,
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 log = logging.getLogger(__name__)
 PLOT_SUFFIX = ".png"
 TABLE_SUFFIX = ".csv"
+VIDEO_SUFFIXES = (".gif", ".mp4")
 # folders whose files are not the run's results: weights, the loggers' own files, Hydra's
 SKIPPED_FOLDERS = frozenset({"checkpoints", "csv", "tensorboard", "wandb", ".hydra"})
 
@@ -67,11 +69,12 @@ class WandbTarget:
 
 
 def run_outputs(run_dir: Path) -> list[Path]:
-    """The plots and tables a run wrote, outside checkpoints and the loggers' own folders."""
+    """The plots, tables and clips a run wrote, outside checkpoints and the loggers' own
+    folders."""
     return [
         path
         for path in sorted(run_dir.rglob("*"))
-        if path.suffix in (PLOT_SUFFIX, TABLE_SUFFIX)
+        if path.suffix in (PLOT_SUFFIX, TABLE_SUFFIX, *VIDEO_SUFFIXES)
         and path.is_file()
         and not SKIPPED_FOLDERS.intersection(path.relative_to(run_dir).parts[:-1])
     ]
@@ -110,7 +113,8 @@ def publish_to_wandb(
     target: WandbTarget,
     config: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Log ``files`` (plots as ``images/<key>``, tables as ``tables/<key>``) and
+    """Log ``files`` (plots as ``images/<key>``, tables as ``tables/<key>``, clips as
+    ``videos/<key>``) and
     ``folder/metrics.json`` as the summary into the open W&B run (Lightning's), else a new one
     in ``folder`` as ``target`` says; the W&B run's own folder."""
     import wandb
@@ -140,6 +144,8 @@ def publish_to_wandb(
             media[f"images/{media_key(path, folder)}"] = wandb.Image(str(path))
         elif path.suffix == TABLE_SUFFIX:
             media[f"tables/{media_key(path, folder)}"] = wandb_table(path)
+        elif path.suffix in VIDEO_SUFFIXES:
+            media[f"videos/{media_key(path, folder)}"] = wandb.Video(str(path))
     if media:
         run.log(media)
     run.summary.update(read_summary(folder))

@@ -1,6 +1,8 @@
 """Fréchet distance between feature statistics (arXiv:1706.08500 eq. 6), in the feature space
 of effml's own classifier (``fid/classifier``) or of Inception-v3 when the user gives its
 weights file (``fid/inception``); reference statistics cached once per dataset and extractor.
+Beside it, two cheap analogues in the same classifier's space: the Inception Score computed
+from the classifier's class probabilities, and k-NN precision and recall of the features.
 """
 
 from __future__ import annotations
@@ -36,6 +38,37 @@ def frechet_distance(mu1: np.ndarray, s1: np.ndarray, mu2: np.ndarray, s2: np.nd
     covmean = covmean.real
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+def inception_score(probs: np.ndarray, eps: float = 1e-12) -> float:
+    """``exp(E_x KL(p(y|x) ‖ p(y)))`` (arXiv:1606.03498 §4) of class probabilities ``(N, K)``:
+    1 when every sample gets the same class distribution, K when each is sure of one class and
+    the classes are used evenly."""
+    p = np.asarray(probs, dtype=np.float64)
+    marginal = p.mean(0, keepdims=True)
+    kl = (p * (np.log(p + eps) - np.log(marginal + eps))).sum(1)
+    return float(np.exp(kl.mean()))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (arXiv:1904.06991 eqs. 1-2): the fraction of generated
+    features inside some real feature's k-NN ball, and of real features inside some generated
+    one's; features ``(N, F)`` and ``(M, F)``, k < min(N, M)."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if not 0 < k < min(len(real), len(fake)):
+        raise ValueError(f"k={k} needs 0 < k < the smaller feature set ({len(real)}, {len(fake)})")
+
+    def dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2 * a @ b.T
+        return np.sqrt(np.maximum(sq, 0))
+
+    def radii(x: np.ndarray) -> np.ndarray:
+        return np.sort(dist(x, x), axis=1)[:, k]  # column 0 is the point itself
+
+    cross = dist(fake, real)  # (M, N)
+    precision = (cross <= radii(real)[None]).any(1).mean()
+    recall = (radii(fake)[None] >= cross.T).any(1).mean()
+    return float(precision), float(recall)
 
 
 @torch.no_grad()

@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from datamodules.moving_mnist import (
+    DIRECTIONS,
     VAL_FROM,
     CaptionVocab,
     MovingMNISTDataModule,
     caption_for,
+    heldout_direction,
     render_clip,
 )
 from effml.errors import ConfigError
@@ -69,3 +71,26 @@ def test_clips_fixed_by_seed_and_splits_disjoint() -> None:
     spec = a.sets["train"].spec(0)
     text = a.vocab.decode(a.sets["train"][0]["caption"])
     assert text == caption_for(spec["digits"], spec["directions"])
+
+
+def test_holdout_keeps_caption_pairs_out_of_training() -> None:
+    """With holdout, no train/val clip pairs a digit with its held-out direction, every test
+    clip does, and the other clips are unchanged."""
+    root = require_data("MNIST/raw")
+    kw = dict(train_size=200, val_size=50, test_size=50, num_digits=0, frames=2, size=32)
+    held, plain = MovingMNISTDataModule(root, holdout=True, **kw), MovingMNISTDataModule(root, **kw)
+    held.setup(), plain.setup()
+    assert [heldout_direction(d) for d in range(4)] == [0, 3, 2, 1]  # up, right, left, down
+    changed = 0
+    for split in ("train", "val"):
+        for i in range(len(held.sets[split])):
+            spec, before = held.sets[split].spec(i), plain.sets[split].spec(i)
+            pairs = list(zip(spec["digits"], spec["directions"], strict=True))
+            assert all(DIRECTIONS.index(m) != heldout_direction(d) for d, m in pairs)
+            assert spec["digits"] == before["digits"] and spec["starts"] == before["starts"]
+            changed += spec["directions"] != before["directions"]
+    assert changed > 0  # about a quarter of the clips drew a held-out pair
+    for i in range(len(held.sets["test"])):
+        spec = held.sets["test"].spec(i)
+        assert all(DIRECTIONS.index(m) == heldout_direction(d)
+                   for d, m in zip(spec["digits"], spec["directions"], strict=True))  # fmt: skip

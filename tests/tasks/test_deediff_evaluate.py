@@ -14,6 +14,7 @@ from PIL import Image
 
 from datamodules.celeba import read_celeba
 from effml.errors import ConfigError, MissingDataError
+from lightning_modules.diffusion.fid import inception_score, precision_recall
 from tasks.core import run_task
 from tasks.deediff import summary
 from tasks.validation import validate_config
@@ -106,6 +107,29 @@ def test_summary_reports_the_models_threshold_and_its_static_twin() -> None:
         "fid/classifier_static": 7.0,
         "eval/wall_s_static": 6.2,
     }
+    rows[0] |= {"is_classifier": 9.0, "precision_classifier": 0.9, "recall_classifier": 0.8}
+    rows[3] |= {"is_classifier": 8.0, "precision_classifier": 0.7, "recall_classifier": 0.6}
+    m = summary(rows, [0.5, 0.7], 0.2, ["classifier"])
+    assert (m["is/classifier_full"], m["is/classifier"]) == (9.0, 8.0)
+    assert (m["precision/classifier"], m["recall/classifier_full"]) == (0.7, 0.8)
+
+
+def test_inception_score_and_precision_recall_by_hand() -> None:
+    sure = np.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]]  # confident, classes used evenly
+    assert inception_score(sure) == pytest.approx(4.0, rel=1e-6)
+    assert inception_score(np.full((5, 4), 0.25)) == pytest.approx(1.0)
+    assert inception_score(np.eye(4)[[2] * 6]) == pytest.approx(1.0)  # one class only
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(200, 2))
+    assert precision_recall(real, real + 1e-9, k=3) == (1.0, 1.0)
+    far = real + 100.0
+    assert precision_recall(real, far, k=3) == (0.0, 0.0)
+    # a generator that covers only the left half of the real data: precise, half the recall
+    half = real[real[:, 0] < 0]
+    precision, recall = precision_recall(real, half, k=3)
+    assert precision == 1.0 and 0.35 < recall < 0.65
+    with pytest.raises(ValueError, match="k=5 needs"):
+        precision_recall(real[:4], half, k=5)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""tasks/publish.py: a run's plots, tables and metrics.json reach W&B and TensorBoard."""
+"""tasks/publish.py: a run's plots, tables, clips and metrics.json reach W&B and TensorBoard."""
 
 from __future__ import annotations
 
@@ -23,10 +23,19 @@ def save_png(path: Path) -> Path:
     return path
 
 
+def save_gif(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames = [Image.new("RGB", (12, 8), (20 * i, 30, 30)) for i in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=200, loop=0)
+    return path
+
+
 def study_task(cfg: DictConfig) -> float:
-    """A task that writes what a study run writes: a plot, a table, metrics, a checkpoint."""
+    """A task that writes what a study run writes: a plot, a table, a clip, metrics, a
+    checkpoint."""
     run = Path(cfg.paths.output_dir)
     save_png(run / "he" / "gate_map.png")
+    save_gif(run / "generator" / "samples.gif")
     save_png(run / "checkpoints" / "not_a_result.png")
     pd.DataFrame({"stage": ["baseline", "poly"], "acc": [0.5, 0.75]}).to_csv(
         run / "stages.csv", index=False
@@ -54,8 +63,10 @@ def test_run_outputs_leave_out_checkpoints_and_logger_files(tmp_path: Path) -> N
     for name in ("t.csv", "csv/metrics.csv"):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text("a,b\n1,2\n")
+    save_gif(tmp_path / "gen" / "samples.gif")
+    save_gif(tmp_path / "checkpoints" / "old.gif")
     found = [p.relative_to(tmp_path).as_posix() for p in run_outputs(tmp_path)]
-    assert found == ["a.png", "he/b.png", "t.csv"]
+    assert found == ["a.png", "gen/samples.gif", "he/b.png", "t.csv"]
 
 
 def test_run_task_publishes_to_wandb_and_tensorboard(tmp_path: Path) -> None:
@@ -65,6 +76,7 @@ def test_run_task_publishes_to_wandb_and_tensorboard(tmp_path: Path) -> None:
     assert seen["summary"]["poly/test_acc"] == 0.75
     assert seen["summary"]["images/he/gate_map"]["_type"] == "image-file"
     assert seen["summary"]["tables/stages"]["_type"] == "table-file"
+    assert seen["summary"]["videos/generator/samples"]["_type"] == "video-file"
     assert any(f.startswith("media/images/images/he/gate_map") for f in seen["files"])
     assert not any("not_a_result" in f for f in seen["files"])
     assert {"study", "published"} <= set(seen["tags"])
