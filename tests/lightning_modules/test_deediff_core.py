@@ -3,6 +3,8 @@ distance."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -72,15 +74,46 @@ def full(net: UViT):
     return lambda x, t: (net(x, t), torch.full((len(x),), net.depth))
 
 
-@pytest.mark.parametrize("method", ["ddim", "ddpm"])
+@pytest.mark.parametrize("method", ["ddim", "ddpm", "dpm2"])
 def test_same_seed_same_samples_other_seed_other_samples(method: str) -> None:
     net, s = tiny_uvit(), VPSchedule("cosine", 100)
     a = sample(full(net), s, (2, 1, 8, 8), steps=5, method=method, seed=1)
     b = sample(full(net), s, (2, 1, 8, 8), steps=5, method=method, seed=1)
     c = sample(full(net), s, (2, 1, 8, 8), steps=5, method=method, seed=2)
     assert torch.equal(a.images, b.images) and not torch.equal(a.images, c.images)
-    assert a.exit_layers.shape == (5, 2) and (a.exit_layers == 5).all()
+    calls = 9 if method == "dpm2" else 5  # dpm2: two calls in each of 4 steps, then x_0
+    assert a.exit_layers.shape == (calls, 2) and (a.exit_layers == 5).all()
+    assert a.timesteps.shape == (calls,)
     assert a.images.abs().max() <= 1
+
+
+def test_dpm_solver_2_converges_at_second_order_on_gaussian_data() -> None:
+    """Data N(0, c²I): the exact ε-prediction is σ x / (α²c² + σ²) and the probability-flow
+    ODE scales x by √(α²c² + σ²), so the exact sample from the same noise is known. DDIM's
+    error falls as 1/steps, DPM-Solver-2's as 1/steps²."""
+    s, c = VPSchedule("linear", 1000), 0.25
+    ab = s.alphas_cumprod
+
+    def oracle(x: torch.Tensor, t: torch.Tensor):
+        a = s.alpha_bar(t).double().view(-1, 1, 1, 1)
+        eps = (1 - a).sqrt() * x / (a * c * c + 1 - a)
+        return eps.to(x.dtype), torch.ones(len(x), dtype=torch.long)
+
+    x_T = torch.randn((64, 1, 4, 4), generator=torch.Generator().manual_seed(0)).double()
+    x_0 = x_T * ((ab[0] * c * c + 1 - ab[0]) / (ab[-1] * c * c + 1 - ab[-1])).sqrt()
+    eps_0 = (1 - ab[0]).sqrt() * x_0 / (ab[0] * c * c + 1 - ab[0])
+    exact = ((x_0 - (1 - ab[0]).sqrt() * eps_0) / ab[0].sqrt()).clamp(-1, 1)
+
+    def error(method: str, steps: int) -> float:
+        out = sample(oracle, s, x_T.shape, steps=steps, method=method, seed=0,
+                     clip_denoised=False)  # fmt: skip
+        return (out.images.double() - exact).abs().max().item()
+
+    ddim = [error("ddim", n) for n in (20, 50)]
+    dpm2 = [error("dpm2", n) for n in (20, 50)]
+    order = lambda e: math.log(e[0] / e[1]) / math.log(50 / 20)  # noqa: E731
+    assert 0.7 < order(ddim) < 1.3 and order(dpm2) > 1.6
+    assert dpm2[1] < 0.35 * ddim[1]
 
 
 def test_ddim_with_a_perfect_denoiser_recovers_the_data() -> None:
