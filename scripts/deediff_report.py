@@ -35,15 +35,15 @@ def collect(folder: Path) -> tuple[pd.DataFrame, list[list[float]]]:
         raise SystemExit(
             f"{folder}: no evaluate/sweep.json; give the folder of a deediff_* run or multirun"
         )
-    rows, rhos, full_seen = [], [], False
+    rows, rhos, full_seen = [], [], set()
     for path in files:
         data = json.loads(path.read_text())
         rhos.append(data["spearman"])
         for row in data["rows"]:
-            if row["kind"] == "full":
-                if full_seen:
+            if row["kind"] in ("full", "real"):
+                if row["kind"] in full_seen:
                     continue
-                full_seen = True
+                full_seen.add(row["kind"])
             rows.append({**row, "source": str(path.parent.relative_to(folder))})
     return pd.DataFrame(rows), rhos
 

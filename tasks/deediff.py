@@ -157,12 +157,7 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
             features = extract(extractor, result.images.to(device))
             row[f"fid_{key}"] = frechet_distance(*feature_stats(features), *refs[key])
             if key == "classifier":
-                with torch.no_grad():
-                    logits = classifier.fc(torch.from_numpy(features).float().to(device))
-                row["is_classifier"] = inception_score(logits.softmax(-1).cpu().numpy())
-                k = min(3, len(features) - 1, len(real_features) - 1)
-                precision, recall = precision_recall(real_features, features, k)
-                row["precision_classifier"], row["recall_classifier"] = precision, recall
+                row |= classifier_metrics(classifier, features, real_features)
         log.info("%s", row)
         return row
 
@@ -205,6 +200,8 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
                     )
                 )
                 save_grid(static.images, out / f"samples_static_{tag}.png")
+    rows.append(real_row(classifier, _images(dm.train_set, spec.num_samples), real_features,
+                         refs["classifier"], device))  # fmt: skip
     held_out = _images(dm.test_set, spec.spearman_samples)
     rho = uncertainty_spearman(module, held_out, spec.seed)
     (out / "sweep.json").write_text(
@@ -212,6 +209,29 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
     )
     plot_sweep(rows, out / "sweep.png")
     return summary(rows, rho, float(module.hparams.threshold), list(extractors))
+
+
+@torch.no_grad()
+def classifier_metrics(classifier: FeatureClassifier, features: np.ndarray,
+                       real_features: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """The Inception-Score analogue (the classifier's class probabilities) and k-NN
+    precision/recall (k = 3) of sample ``features`` against the real test features."""
+    logits = classifier.fc(torch.from_numpy(features).float().to(classifier.device))
+    k = min(3, len(features) - 1, len(real_features) - 1)
+    precision, recall = precision_recall(real_features, features, k)
+    return {"is_classifier": inception_score(logits.softmax(-1).cpu().numpy()),
+            "precision_classifier": precision, "recall_classifier": recall}  # fmt: skip
+
+
+def real_row(classifier: FeatureClassifier, images: torch.Tensor, real_features: np.ndarray,
+             ref: tuple[np.ndarray, np.ndarray], device: str) -> dict:  # fmt: skip
+    """The same metrics for real training images against the test reference: the floor of
+    ``fid/classifier`` (and the top of precision/recall) at this sample count."""
+    features = extract(classifier.features, images.to(device))
+    row = {"kind": "real", "fid_classifier": frechet_distance(*feature_stats(features), *ref),
+           **classifier_metrics(classifier, features, real_features)}  # fmt: skip
+    log.info("%s", row)
+    return row
 
 
 def summary(rows: list[dict], rho: list[float], threshold: float, fids: list[str]) -> dict:
@@ -243,6 +263,9 @@ def summary(rows: list[dict], rho: list[float], threshold: float, fids: list[str
             metrics[f"fid/{key}_static"] = static[f"fid_{key}"]
     if static is not None and static["threshold"] == exit_row["threshold"]:
         metrics["eval/wall_s_static"] = static["wall_s"]
+    for row in rows:
+        if row["kind"] == "real":
+            metrics["fid/classifier_real"] = row["fid_classifier"]
     return metrics
 
 

@@ -73,6 +73,8 @@ def plot_sweep(rows: list[dict], path: Path, fid_key: str = "fid_classifier") ->
         for r in rows:
             if r["kind"] == "full":
                 ax.scatter([r[x_key]], [r[fid_key]], marker="*", s=150, c="k", label="full model")
+            if r["kind"] == "real" and fid_key in r:
+                ax.axhline(r[fid_key], color="g", ls=":", label="real training images")
         ax.set_xlabel(label)
         ax.set_ylabel(fid_key.replace("_", "/"))
         ax.grid(alpha=0.3)
