@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     table["layers_saved"] = 1 - table.layer_fraction
     table["wall_saving"] = 1 - table.wall_s / full.wall_s
     for key in fid_keys:
-        table[f"{key}_vs_full"] = table[key] / full[key] - 1
+        table[f"{key}_vs_full"] = (table[key] / full[key] - 1).where(table.kind != "real")
     cols = ["kind", "rule", "threshold", "shallow_depth", "shallow_steps", "layer_fraction"]
     cols += ["layers_saved", "wall_s", "wall_saving", *fid_keys]
     cols += [f"{k}_vs_full" for k in fid_keys]

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
@@ -63,6 +63,7 @@ def check_evaluate(cfg: DictConfig, spec: DictConfig | None) -> None:
     check_int(spec, "batch_size", minimum=1, example=250)
     check_int(spec, "static_depth", minimum=1, example=3)
     check_int(spec, "spearman_samples", minimum=3, example=512)
+    check_int(spec, "timing_rounds", minimum=0, example=5)
 
 
 def _images(test_set: Any, count: int) -> torch.Tensor:
@@ -204,11 +205,61 @@ def evaluate_stage(ctx: Any) -> dict[str, float]:
                          refs["classifier"], device))  # fmt: skip
     held_out = _images(dm.test_set, spec.spearman_samples)
     rho = uncertainty_spearman(module, held_out, spec.seed)
+    # the headline threshold: the run's pipeline.deediff.model.threshold (a sweep over a
+    # finished run may set it), else the one the checkpoint was trained with
+    headline = float(
+        OmegaConf.select(
+            ctx.cfg, "pipeline.deediff.model.threshold", default=module.hparams.threshold
+        )
+    )
+    timing = interleaved_timing(module, rows, headline, full.timesteps, spec)
     (out / "sweep.json").write_text(
-        json.dumps({"depth": depth, "steps": steps, "rows": rows, "spearman": rho}, indent=2)
+        json.dumps(
+            {"depth": depth, "steps": steps, "rows": rows, "spearman": rho, "timing": timing},
+            indent=2,
+        )
     )
     plot_sweep(rows, out / "sweep.png")
-    return summary(rows, rho, float(module.hparams.threshold), list(extractors))
+    metrics = summary(rows, rho, headline, list(extractors))
+    for kind, seconds in (timing or {}).get("median_s", {}).items():
+        metrics[f"eval/timed_{kind}_s"] = seconds
+    return metrics
+
+
+def interleaved_timing(module: DeeDiffModule, rows: list[dict], threshold: float,
+                       timesteps: torch.Tensor, spec: DictConfig) -> dict | None:  # fmt: skip
+    """Side-by-side wall time of one ``batch_size`` batch: the full model, early exit at
+    ``threshold`` (the first rule) and its static twin, interleaved for
+    ``spec.timing_rounds`` rounds (the sweep's single timings share the machine with whatever
+    else runs); medians in seconds. None when ``timing_rounds`` is 0 or the threshold was not
+    swept."""
+    rounds = int(spec.get("timing_rounds") or 0)
+    rule = (spec.get("rules") or ["sample"])[0]
+    static = [r for r in rows if r["kind"] == "static" and r["rule"] == rule
+              and r["threshold"] == threshold]  # fmt: skip
+    if not rounds or not static:
+        return None
+    k = static[0]["shallow_steps"]
+    t_split = int(timesteps[k - 1]) if k else module.schedule.num_steps
+    denoisers = {
+        "full": module.full_denoiser(),
+        "early_exit": module.early_exit_denoiser(threshold, rule, spec.get("patience")),
+        "static": StaticExitDenoiser(module.ema, static[0]["shallow_depth"], t_split),
+    }
+    hp = module.hparams
+    shape = (spec.batch_size, hp.in_channels, hp.image_size, hp.image_size)
+    times: dict[str, list[float]] = {name: [] for name in denoisers}
+    for _ in tqdm(range(rounds), desc="interleaved timing", leave=False):
+        for name, denoiser in denoisers.items():
+            result = sample(denoiser, module.schedule, shape,
+                            steps=spec.get("steps") or hp.sample_steps,
+                            method=spec.get("sampler") or hp.sampler, seed=spec.seed,
+                            device=module.device)  # fmt: skip
+            times[name].append(result.wall_s)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    log.info("interleaved timing (median of %d, batch %d): %s", rounds, spec.batch_size, medians)
+    return {"rounds": rounds, "batch": spec.batch_size, "threshold": threshold, "rule": rule,
+            "seconds": times, "median_s": medians}  # fmt: skip
 
 
 @torch.no_grad()

@@ -8,15 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import compose_cfg
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 from PIL import Image
 
 from datamodules.celeba import read_celeba
 from effml.errors import ConfigError, MissingDataError
+from lightning_modules.diffusion import DeeDiffModule
 from lightning_modules.diffusion.fid import inception_score, precision_recall
 from tasks.core import run_task
-from tasks.deediff import summary
+from tasks.deediff import interleaved_timing, summary
 from tasks.validation import validate_config
 
 
@@ -151,3 +154,25 @@ def test_celeba_experiment_runs_on_data_in_the_official_layout(tmp_path: Path) -
     sweep = json.loads((tmp_path / "run" / "evaluate" / "sweep.json").read_text())
     assert [r["kind"] for r in sweep["rows"]][0] == "full"
     assert (tmp_path / "run" / "evaluate" / "samples_full.png").is_file()
+
+
+def test_interleaved_timing_times_the_headline_threshold_and_its_static_twin() -> None:
+    torch.manual_seed(0)
+    module = DeeDiffModule(None, in_channels=1, image_size=8, patch_size=2, embed_dim=16,
+                           depth=5, num_heads=2, sample_steps=4).eval()  # fmt: skip
+    spec = OmegaConf.create({"timing_rounds": 2, "batch_size": 3, "rules": ["sample"],
+                             "patience": 1, "seed": 0})  # fmt: skip
+    timesteps = torch.tensor([999, 666, 333, 0])
+    rows = [{"kind": "static", "rule": "sample", "threshold": 0.3, "shallow_depth": 2,
+             "shallow_steps": 2}]  # fmt: skip
+    timing = interleaved_timing(module, rows, 0.3, timesteps, spec)
+    assert timing["rounds"] == 2 and timing["batch"] == 3
+    assert set(timing["median_s"]) == {"full", "early_exit", "static"}
+    assert all(len(t) == 2 and min(t) > 0 for t in timing["seconds"].values())
+    assert interleaved_timing(module, rows, 0.4, timesteps, spec) is None  # not swept
+    assert (
+        interleaved_timing(
+            module, rows, 0.3, timesteps, OmegaConf.merge(spec, {"timing_rounds": 0})
+        )
+        is None
+    )
