@@ -12,7 +12,8 @@ tokenizer, then a generator that loads it) on different data. Other kinds name a
 (``_target_``) called as ``fn(ctx: StageContext) -> dict[str, float]``.
 
 ``reuse_from=<run folder>`` takes the ``reuse_stages`` finished there (their checkpoints and
-metrics) as finished here, so a sweep over a later stage's settings trains the stages it does
+metrics) as finished here (recorded in ``<stage>/stage.json`` with ``reused_from``, so the new
+folder can be reused in turn), so a sweep over a later stage's settings trains the stages it does
 not change once:
 
     python run.py -m experiment=lingcn_ntu reuse_from=<run> reuse_stages=[baseline] \
@@ -222,6 +223,10 @@ def run_pipeline(cfg: DictConfig) -> float | None:
     for name, record in reused_stages(cfg.get("reuse_from"), reuse).items():
         if name not in done:
             log.info("Stage %s reused from %s", name, cfg.reuse_from)
+            # recorded here too, so a later run may reuse it from this folder in turn
+            record = {"reused_from": str(Path(cfg.reuse_from).expanduser().resolve()), **record}
+            (run_dir / name).mkdir(parents=True, exist_ok=True)
+            (run_dir / name / DONE_FILE).write_text(json.dumps(record, indent=2) + "\n")
             done[name] = record
     datamodule = hydra.utils.instantiate(cfg.datamodule) if cfg.get("datamodule") else None
     metrics: dict[str, float] = {}

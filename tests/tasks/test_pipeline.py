@@ -101,7 +101,9 @@ def test_reuse_from_takes_finished_stages_of_another_run(
     run = run_folder(proc)
     assert run != source
     assert (proc.stdout + proc.stderr).count("reused from") == 4
-    assert not (run / "baseline").exists()  # nothing retrained
+    assert not (run / "baseline" / "checkpoints").exists()  # nothing retrained
+    record = json.loads((run / "baseline" / "stage.json").read_text())
+    assert record["reused_from"] == str(source.resolve())  # this run can be reused in turn
     metrics = json.loads((run / "metrics.json").read_text())
     source_metrics = json.loads((source / "metrics.json").read_text())
     assert metrics["poly/test_acc"] == source_metrics["poly/test_acc"]
