@@ -85,7 +85,11 @@ def test_interrupted_run_resumes(cora: Path, tmp_path: Path, cache_dir: Path) ->
         time.sleep(0.2)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=120)[0]
+    try:
+        out = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:  # never leave a run spinning (SIGINT ignored under nohup)
+            proc.kill()
     assert proc.returncode != 0, out[-3000:]
     run = next((tmp_path / "a").glob("sage_cora/runs/*"))
     assert f"Run folder: {run}" in out

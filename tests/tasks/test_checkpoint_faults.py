@@ -273,7 +273,11 @@ def test_ctrl_c_prints_the_command_that_resumes(tmp_path: Path) -> None:
     proc = start_faulty(args, tmp_path, FAULT_SLEEP_S="1")
     wait_for_epoch(proc, tmp_path, "", 2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a run spinning (SIGINT ignored under nohup)
+            proc.kill()
     assert proc.returncode == 130, err[-4000:]
     run = next(logs.glob("sage_cora/runs/*"))
     assert (run / "INTERRUPTED").is_file()
