@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,6 @@ def generate_clips(gen: FlashVideoGenerator, captions: torch.Tensor, batch_size:
                    seed: int) -> tuple[torch.Tensor, float]:  # fmt: skip
     """Codes ``(N, T, h·w)`` generated for ``captions`` in batches (batch k seeded ``seed + k``)
     and the seconds they took."""
-    import time
-
     parts, seconds = [], 0.0
     batches = captions.split(batch_size)
     for k, caption in enumerate(tqdm(batches, desc="generating clips", leave=False)):
